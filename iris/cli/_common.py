@@ -1,0 +1,64 @@
+"""Shared CLI plumbing: the state object and option decorators written once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from iris.config import Settings
+from iris.workdir import Workdir, find_workdir
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class CliState:
+    workdir_path: Path | None = None
+    debug: bool = False
+    _workdir: Workdir | None = field(default=None, repr=False)
+
+    @property
+    def workdir(self) -> Workdir:
+        if self._workdir is None:
+            self._workdir = find_workdir(self.workdir_path)
+        return self._workdir
+
+    def settings(self, **overrides: dict[str, Any]) -> Settings:
+        return self.workdir.settings(**overrides)
+
+
+pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)  # type: ignore[return-value]
+
+
+def seed_option(func: F) -> F:
+    return click.option("--seed", type=int, default=None, help="Random seed (default from iris.toml).")(func)  # type: ignore[return-value]
+
+
+def echo_table(rows: list[dict[str, Any]], *, title: str | None = None) -> None:
+    """Print rows as an aligned text table."""
+    if title:
+        click.echo(title)
+    if not rows:
+        click.echo("(none)")
+        return
+    headers = list(rows[0].keys())
+
+    def fmt(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "" if value is None else str(value)
+
+    cells = [[fmt(row.get(h)) for h in headers] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    click.echo("  ".join("-" * w for w in widths))
+    for c in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))

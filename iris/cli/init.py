@@ -1,0 +1,21 @@
+"""``iris init``: create a work directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from iris.workdir import init_workdir
+
+
+@click.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing iris.toml.")
+def init_command(directory: Path, force: bool) -> None:
+    """Create DIRECTORY as a work directory with an iris.toml of all settings."""
+    workdir = init_workdir(directory, force=force)
+    click.echo(f"initialised {workdir.root} (settings in {workdir.config})")
+
+
+COMMANDS = [init_command]
