@@ -123,6 +123,8 @@ class CrowdSettings:
     toloka_token: str = ""
     toloka_url: str = ""
     # simulated crowd
+    answer_key: str = ""
+    """Simulated crowd only: CSV with the true labels (source,label) its virtual people see."""
     workers: int = 60
     spammers: float = 0.2
     fast_clickers: float = 0.1
