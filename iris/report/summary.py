@@ -1,0 +1,52 @@
+"""The end-of-run summary: printed as a table and written as ``reports/report.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from iris.pipeline import STAGE_NAMES, RunState
+from iris.workdir import Workdir
+
+
+def _flat(summary: dict[str, Any], *, limit: int = 8) -> str:
+    parts = []
+    for key, value in summary.items():
+        if isinstance(value, dict | list):
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        parts.append(f"{key}={value}")
+        if len(parts) >= limit:
+            break
+    return ", ".join(parts)
+
+
+def stage_rows(state: RunState) -> list[dict[str, Any]]:
+    rows = []
+    for name in STAGE_NAMES:
+        entry = state.data["stages"].get(name)
+        if entry is None:
+            rows.append({"stage": name, "seconds": None, "summary": "not run"})
+        else:
+            rows.append({"stage": name, "seconds": entry["seconds"], "summary": _flat(entry["summary"])})
+    return rows
+
+
+def write_report(workdir: Workdir, state: RunState, headline: dict[str, Any]) -> Path:
+    """Write ``reports/report.md``: the headline figures, stages with times, and every PNG."""
+    lines = ["# iris run report", "", "## Headline", ""]
+    lines += [f"- **{key}**: {value}" for key, value in headline.items()]
+    lines += ["", "## Stages", "", "| stage | seconds | summary |", "|---|---:|---|"]
+    for row in stage_rows(state):
+        lines.append(
+            f"| {row['stage']} | {row['seconds'] if row['seconds'] is not None else ''} | {row['summary']} |"
+        )
+    pngs = sorted(workdir.reports.glob("*.png"))
+    if pngs:
+        lines += ["", "## Pictures", ""]
+        lines += [f"![{png.stem}]({png.name})" for png in pngs]
+    path = workdir.reports / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
