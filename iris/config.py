@@ -42,14 +42,26 @@ class TaskSettings:
 
 @dataclass(frozen=True)
 class IngestSettings:
+    """Downloading, validating and storing images (``iris ingest``)."""
+
     concurrency: int = 16
+    """Simultaneous HTTP downloads."""
     timeout_s: float = 10.0
+    """Timeout of one HTTP request (connect, read, write, pool), in seconds."""
     retries: int = 3
+    """Retries after a timeout, connection error, 429 or 5xx (never after another 4xx)."""
     backoff_s: float = 0.5
+    """Wait before the first retry; doubled before each next one."""
     max_pixels: int = 50_000_000
     """Images with more pixels are rejected as decompression bombs."""
     min_side: int = 8
+    """Images with a shorter side are rejected as too small."""
     max_side: int = 10_000
+    """Images with a longer side are rejected as too large."""
+    max_bytes: int = 100_000_000
+    """Downloads larger than this are abandoned."""
+    workers: int = 0
+    """Decoding and validation: 0 = threads, one per CPU core; N > 0 = N worker processes."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,12 @@ class StoreSettings:
     """Qdrant server URL; setting it selects the server store."""
     api_key: str = ""
     collection: str = "iris"
+    hnsw_ef: int = 0
+    """HNSW search breadth; 0 lets Qdrant choose. Raise it for higher recall."""
+    timeout_s: float = 60.0
+    """Server requests time out after this many seconds."""
+    batch_size: int = 512
+    """Points per request when upserting or copying to a server."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,13 @@ class PseudolabelSettings:
     """Share of members that must agree confidently for an ensemble label."""
     use_kmeans: bool = True
     seed: int = 0
+    batch_size: int = 512
+    """Query vectors per batched Qdrant query."""
+    exact: bool = False
+    """Exact (brute-force) kNN queries instead of HNSW."""
+    estimate_folds: int = 5
+    """Folds for the KMeans part of the accuracy estimate (the kNN part is leave-one-out); 0 skips it."""
+    kmeans_max_iter: int = 100
 
 
 @dataclass(frozen=True)
@@ -98,48 +123,90 @@ class SelectSettings:
     """An image joins the shortlist when a problematic image is among its k nearest."""
     budget: int = 0
     """Cap on the shortlist size; 0 means no cap."""
+    batch_size: int = 512
+    """Query vectors per batched Qdrant query."""
+    exact: bool = False
+    """Exact (brute-force) kNN queries instead of HNSW."""
+    map_points: int = 2000
+    """Points drawn on reports/embedding_map.png (a seeded subsample); 0 skips the map."""
 
 
 @dataclass(frozen=True)
 class CrowdSettings:
     backend: Literal["simulated", "toloka", "web"] = "simulated"
+    """Who carries out the campaign: ``simulated`` (virtual people), ``toloka`` or ``web``."""
     training: int = 30
+    """Ground-truth images used as training tasks (each shown with a hint)."""
     exam: int = 20
+    """Ground-truth images in the exam that grants the skill; the rest become honeypots."""
     exam_pass: float = 0.8
+    """Share of exam answers that must be right to get the skill (and the main pool)."""
     skill_name: str = "iris-binary"
     overlap: int = 3
+    """Answers bought per task."""
     page_size: int = 50
+    """Tasks per page (assignment), honeypots included."""
     honeypots_per_page: int = 1
     price_per_page: float = 0.05
+    """Reward per accepted page, in the backend's currency (USD on Toloka)."""
+    exam_price: float = 0.01
+    """Reward per exam page (Toloka's minimum for a paid pool is 0.005)."""
     min_seconds_per_page: float = 20.0
+    """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``."""
     fast_ban_days: int = 1
     min_honeypot_accuracy: float = 0.6
+    """Quality control: accuracy on the last ``honeypot_window`` honeypots below this bans."""
     honeypot_window: int = 5
     min_majority_agreement: float = 0.6
+    """Quality control: agreement with the others' majority on the last ``majority_window`` tasks."""
     majority_window: int = 20
     ban_days: int = 7
+    """Ban length for the honeypot and majority rules."""
+    reject_banned: bool = False
+    """Reject (do not pay for, do not keep) the answers of banned workers."""
+    reissue_banned: bool = True
+    """Re-issue the tasks a banned worker answered, so that other workers refill the overlap."""
     instructions: str = ""
     """Path to an HTML template; empty means the built-in one."""
     toloka_token: str = ""
     toloka_url: str = ""
+    """Toloka API base URL; empty means production (https://toloka.dev)."""
     # simulated crowd
     answer_key: str = ""
     """Simulated crowd only: CSV with the true labels (source,label) its virtual people see."""
     workers: int = 60
+    """Simulated crowd: people who take the training and the exam."""
     spammers: float = 0.2
+    """Simulated crowd: share of people who pass the exam, then answer at random."""
     fast_clickers: float = 0.1
+    """Simulated crowd: share who pass the exam, then click through pages too fast, mostly one answer."""
+    pages_per_worker: int = 12
+    """Simulated crowd: mean number of pages a person does before leaving."""
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class AggregateSettings:
     method: str = "dawid-skene"
+    """``majority-vote``, ``wawa``, ``dawid-skene`` (honeypots as gold) or ``glad``."""
+    n_iter: int = 100
+    """EM iterations for Dawid-Skene and GLAD."""
+    use_honeypots: bool = True
+    """Feed honeypot answers (with their known labels) to the aggregator."""
 
 
 @dataclass(frozen=True)
 class PropagateSettings:
     ks: tuple[int, ...] = (3, 5, 7, 11, 15)
+    """Candidate numbers of neighbours for the cross-validated search."""
+    weightings: tuple[str, ...] = ("uniform", "distance")
+    """Candidate vote weightings: ``uniform`` or ``distance`` (1 / distance)."""
+    metrics: tuple[str, ...] = ("cosine", "euclid")
+    """Candidate distances; ``euclid`` is derived from the cosine score on normalised vectors."""
     folds: int = 5
+    batch_size: int = 512
+    """Query vectors per Qdrant batch request."""
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,10 +221,20 @@ class TrainSettings:
     model_size: int = 256
     warmup_steps: int = 200
     lr_factor: float = 1.0
+    backbone_lr_scale: float = 0.1
+    """The backbone learns at this fraction of the head's rate (pretrained weights move gently)."""
     val_fraction: float = 0.1
     patience: int = 3
     confidence_weighting: bool = False
+    """Weight each image's loss by its label confidence (final_labels.confidence)."""
     freeze_backbone: bool = False
+    """Train only the head on features computed once by the frozen backbone (fast on CPU)."""
+    augment: bool = True
+    """Random crops/flips/colour jitter sized to the image size (fine-tuning only)."""
+    device: str = "auto"
+    """``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``; mixed precision on CUDA."""
+    workers: int = 0
+    """DataLoader worker processes for image decoding (0 = in the training process)."""
     seed: int = 0
 
 

@@ -71,6 +71,10 @@ def manifests(data_dir: Path) -> dict[str, Any]:
     }
 
 
+def _agreement(a: pl.Series, b: pl.Series) -> float:
+    return float((a == b).cast(pl.Float64).mean() or 0.0)
+
+
 def score(workdir: Workdir, data_dir: Path, state: RunState) -> dict[str, Any]:
     """Compare what iris produced with the answer key: labels of the pool, test predictions."""
     from iris.data.fashion_mnist import read_answer_key
@@ -89,15 +93,15 @@ def score(workdir: Workdir, data_dir: Path, state: RunState) -> dict[str, Any]:
         auto = pl.read_parquet(workdir.table("pseudolabels")).filter(pl.col("auto_label").is_not_null())
         joined = auto.join(pool.select("id", "truth"), on="id")
         if joined.height:
-            acc = (joined["auto_label"] == joined["truth"]).mean()
+            acc = _agreement(joined["auto_label"], joined["truth"])
             result["automatic labels correct (answer key)"] = f"{acc:.3f} of {joined.height}"
     if workdir.table("final_labels").exists():
         final = read(workdir.table("final_labels"), FINAL_LABELS).join(pool.select("id", "truth"), on="id")
         for origin, part in final.group_by("origin", maintain_order=True):
-            acc = (part["label"] == part["truth"]).mean()
+            acc = _agreement(part["label"], part["truth"])
             result[f"final labels correct, {origin[0]}"] = f"{acc:.3f} of {part.height}"
         if final.height:
-            result["final labels correct, all"] = f"{(final['label'] == final['truth']).mean():.3f}"
+            result["final labels correct, all"] = f"{_agreement(final['label'], final['truth']):.3f}"
     predict = state.data["stages"].get("predict", {}).get("summary", {})
     submission = predict.get("submission") or predict.get("path")
     if submission and Path(submission).exists():
@@ -107,7 +111,7 @@ def score(workdir: Workdir, data_dir: Path, state: RunState) -> dict[str, Any]:
         test = key.filter(pl.col("split") == "test").join(pred, on="source")
         if test.height:
             result["test accuracy (answer key)"] = (
-                f"{(test['pred'] == test['truth']).mean():.4f} on {test.height}"
+                f"{_agreement(test['pred'], test['truth']):.4f} on {test.height}"
             )
     crowd = state.data["stages"].get("crowd", {}).get("summary", {})
     if "cost" in crowd:

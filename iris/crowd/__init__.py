@@ -1,1 +1,14 @@
-"""crowd"""
+"""The crowd campaign: one declarative spec, carried out the same way by every backend.
+
+* :mod:`iris.crowd.spec` — the campaign spec (from ``[crowd]`` settings) and the split of
+  the ground truth into training, exam and honeypots;
+* :mod:`iris.crowd.pages` — pages of real tasks plus honeypots;
+* :mod:`iris.crowd.quality` — the quality-control rules as pure functions over answers;
+* :mod:`iris.crowd.instructions` — the workers' instructions from an HTML template;
+* :mod:`iris.crowd.backends` — the backend interface and registry: ``simulated``, ``toloka``;
+* :mod:`iris.crowd.campaign` — plan / launch / status / collect / stop with state in ``WORK/crowd``.
+"""
+
+from iris.crowd.spec import CampaignSpec, split_ground_truth
+
+__all__ = ["CampaignSpec", "split_ground_truth"]

@@ -1,0 +1,168 @@
+"""``iris crowd plan | launch | status | collect | stop | report``: the crowd campaign."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from iris.cli._common import CliState, echo_table, json_option, pass_state
+from iris.crowd import campaign
+from iris.crowd.backends.base import BACKENDS, CampaignStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _backend_options(func: F) -> F:
+    func = click.option(
+        "--answer-key",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Simulated crowd: CSV of true labels its virtual people know.",
+    )(func)
+    return click.option(
+        "--backend",
+        type=click.Choice(sorted(BACKENDS)),
+        default=None,
+        help="Crowd backend (default from iris.toml).",
+    )(func)  # type: ignore[return-value]
+
+
+def _settings(state: CliState, backend: str | None = None, answer_key: Path | None = None) -> Any:
+    key = str(answer_key.resolve()) if answer_key else None
+    return state.settings(crowd={"backend": backend, "answer_key": key})
+
+
+def _echo_status(st: CampaignStatus, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(asdict(st), default=str, indent=2))
+        return
+    rows: list[dict[str, Any]] = [
+        {"what": "backend", "value": st.backend},
+        {"what": "state", "value": st.state},
+        {"what": "tasks done / total", "value": f"{st.tasks_done} / {st.tasks_total}"},
+        {"what": "pages", "value": st.pages},
+        {"what": "answers", "value": st.answers},
+        {"what": "workers", "value": st.workers},
+        {"what": "banned", "value": st.banned},
+        {"what": "cost", "value": f"{st.cost:.2f}"},
+    ]
+    echo_table(rows, title="crowd campaign")
+
+
+@click.group("crowd")
+def crowd_group() -> None:
+    """The crowd campaign: training, exam, pages with honeypots, quality control."""
+
+
+@crowd_group.command("plan")
+@_backend_options
+@json_option
+@pass_state
+def plan_command(state: CliState, backend: str | None, answer_key: Path | None, as_json: bool) -> None:
+    """Show what a launch would create and what it would cost; changes nothing."""
+    plan = campaign.plan(state.workdir, _settings(state, backend, answer_key))
+    if as_json:
+        click.echo(json.dumps(asdict(plan), indent=2))
+        return
+    rows: list[dict[str, Any]] = [
+        {"what": "tasks", "value": plan.tasks},
+        {"what": "training / exam / honeypots", "value": f"{plan.training} / {plan.exam} / {plan.honeypots}"},
+        {"what": "pages", "value": plan.pages},
+        {"what": "answers bought", "value": plan.answers},
+        {"what": "cost", "value": f"{plan.cost:.2f}"},
+    ]
+    echo_table(rows, title=f"plan ({plan.backend})")
+    click.echo("\nwould create:")
+    for line in plan.objects:
+        click.echo(f"  - {line}")
+
+
+@crowd_group.command("launch")
+@_backend_options
+@click.option("--restart", is_flag=True, help="Forget the campaign state in WORK/crowd and launch afresh.")
+@json_option
+@pass_state
+def launch_command(
+    state: CliState, backend: str | None, answer_key: Path | None, restart: bool, as_json: bool
+) -> None:
+    """Launch the campaign, or resume the one already launched (never buys anything twice)."""
+    st = campaign.launch(state.workdir, _settings(state, backend, answer_key), restart=restart)
+    _echo_status(st, as_json)
+
+
+@crowd_group.command("status")
+@json_option
+@pass_state
+def status_command(state: CliState, as_json: bool) -> None:
+    """Progress of the campaign."""
+    _echo_status(campaign.status(state.workdir, state.settings()), as_json)
+
+
+@crowd_group.command("collect")
+@json_option
+@pass_state
+def collect_command(state: CliState, as_json: bool) -> None:
+    """Write the answers collected so far to tables/answers.parquet."""
+    workdir = state.workdir
+    collected = campaign.collect(workdir, state.settings())
+    a = collected.answers
+    summary = {
+        "answers": a.height,
+        "honeypot answers": int(a["is_honeypot"].sum()),
+        "pages": int(a["page"].n_unique()),
+        "workers": int(a["worker"].n_unique()),
+        "banned": collected.bans.height,
+        "table": str(workdir.table("answers")),
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    echo_table([{"what": k, "value": v} for k, v in summary.items()], title="collected")
+
+
+@crowd_group.command("stop")
+@json_option
+@pass_state
+def stop_command(state: CliState, as_json: bool) -> None:
+    """Close the campaign's pools."""
+    _echo_status(campaign.stop(state.workdir, state.settings()), as_json)
+
+
+@crowd_group.command("report")
+@json_option
+@pass_state
+def report_command(state: CliState, as_json: bool) -> None:
+    """Cost, answers, bans, agreement; draws reports/worker_skills.png."""
+    from iris.report.crowd import crowd_report
+
+    summary, png = crowd_report(state.workdir, state.settings())
+    if as_json:
+        click.echo(json.dumps({**asdict(summary), "png": str(png)}, indent=2))
+        return
+    bans = ", ".join(f"{k} {v}" for k, v in summary.bans_by_rule.items()) or "none"
+    rows: list[dict[str, Any]] = [
+        {"what": "backend / state", "value": f"{summary.backend} / {summary.state}"},
+        {"what": "cost", "value": f"{summary.cost:.2f}"},
+        {"what": "tasks done / total", "value": f"{summary.tasks_done} / {summary.tasks}"},
+        {"what": "pages", "value": summary.pages},
+        {"what": "answers (honeypot)", "value": f"{summary.answers} ({summary.honeypot_answers})"},
+        {"what": "workers", "value": summary.workers},
+        {"what": "banned", "value": f"{summary.banned} ({bans})"},
+        {"what": "unanimous tasks", "value": f"{summary.unanimous:.1%}"},
+        {"what": "agreement with majority", "value": f"{summary.majority_agreement:.1%}"},
+        {
+            "what": "honeypot accuracy",
+            "value": "-" if summary.honeypot_accuracy is None else f"{summary.honeypot_accuracy:.1%}",
+        },
+        {"what": "worker skills from", "value": summary.skill_source},
+    ]
+    echo_table(rows, title="crowd report")
+    click.echo(f"\nworker skills: {png}")
+
+
+COMMANDS = [crowd_group]

@@ -1,0 +1,282 @@
+"""The embed stage: fine-tune → export → parity → embed every image into the vector store.
+
+Reads ``tables/images`` (columns of :data:`iris.tables.IMAGES`), writes
+``models/embedder.pt`` (fine-tuned feature extractor), ``models/embedder.onnx`` and
+``models/embedder.json`` (the settings it was built with, its fingerprint, held-out
+accuracy and parity), and one point per image in the store with payload
+``{split, source, label?, has_label, status, embedder}`` (see :mod:`iris.store.base`;
+``embedder`` is the model fingerprint, so a run after the model changed re-embeds).
+
+Re-running is cheap: the model is rebuilt only when the ``[embed]`` settings that shape
+it or the ground truth changed, and only images without a vector from the current model
+are embedded (an interrupted run resumes where it stopped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import torch
+
+from iris import tables
+from iris.config import Settings
+from iris.embed.backbones import build_pixel_net, get_backbone
+from iris.embed.encoder import CHECKPOINT_FILE, META_FILE, ONNX_FILE, Encoder, read_meta
+from iris.embed.export import check_parity, export_onnx
+from iris.embed.finetune import finetune, save_checkpoint
+from iris.embed.images import load_batch
+from iris.errors import InputError
+from iris.progress import bar
+from iris.store.base import Filter, Payload, VectorStore
+from iris.workdir import Workdir
+
+PARITY_IMAGES = 16
+DECODE_WORKERS = 2
+PREFETCH_BATCHES = 3
+
+
+@dataclass(frozen=True)
+class EmbedReport:
+    """What ``embed`` did."""
+
+    backbone: str
+    dim: int
+    image_size: int
+    model_reused: bool
+    """True when models/embedder.onnx was kept because nothing that shapes it changed."""
+    finetune_epochs: int
+    heldout_accuracy: float | None
+    """Fine-tune accuracy on the held-out ground-truth fold; None for frozen features."""
+    train_size: int
+    heldout_size: int
+    parity_max_abs_diff: float
+    parity_images: int
+    total: int
+    """Images in the images table."""
+    already_embedded: int
+    embedded: int
+    seconds: float
+    """Wall time of the embedding loop (decode + inference + upsert)."""
+    images_per_second: float
+    provider: str
+    fingerprint: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_config(settings: Settings, images: pl.DataFrame) -> dict[str, Any]:
+    """The inputs that determine the exported model; a change in any of them rebuilds it."""
+    cfg = settings.embed
+    gt = ground_truth(images)
+    digest = hashlib.sha256()
+    for image_id, label in zip(gt["id"].to_list(), gt["label"].to_list(), strict=True):
+        digest.update(f"{image_id}:{label};".encode())
+    weights = cfg.weights
+    if weights not in {"imagenet", "none"}:
+        path = Path(weights).expanduser()
+        weights = f"{path.resolve()}@{path.stat().st_mtime_ns if path.exists() else 'missing'}"
+    return {
+        "backbone": cfg.backbone,
+        "weights": weights,
+        "image_size": cfg.image_size,
+        "finetune_epochs": cfg.finetune_epochs,
+        "seed": cfg.seed,
+        "ground_truth": f"{len(gt)}:{digest.hexdigest()[:16]}",
+    }
+
+
+def ground_truth(images: pl.DataFrame) -> pl.DataFrame:
+    """Rows of the images table with ``split == "gt"`` and a known label, ordered by id."""
+    return images.filter((pl.col("split") == "gt") & pl.col("label").is_not_null()).sort("id")
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _paths(workdir: Workdir, frame: pl.DataFrame) -> list[Path]:
+    return [workdir.root / p for p in frame["path"].to_list()]
+
+
+def prepare_model(workdir: Workdir, settings: Settings, images: pl.DataFrame) -> tuple[dict[str, Any], bool]:
+    """Fine-tune, export and parity-check the embedder unless an up-to-date one exists.
+
+    Returns:
+        ``(meta, reused)``: the content of ``models/embedder.json`` and whether it was kept.
+    """
+    cfg = settings.embed
+    config = model_config(settings, images)
+    meta = read_meta(workdir)
+    onnx_path = workdir.models / ONNX_FILE
+    if meta is not None and meta.get("config") == config and onnx_path.is_file():
+        return meta, True
+
+    backbone = get_backbone(cfg.backbone)
+    torch.manual_seed(cfg.seed)  # weights "none" and the new layers start from the seed
+    net = build_pixel_net(backbone.name, weights=cfg.weights, image_size=cfg.image_size)
+    gt = ground_truth(images)
+    gt_pixels = load_batch(_paths(workdir, gt), cfg.image_size) if cfg.finetune_epochs > 0 else None
+    result = finetune(
+        net,
+        gt_pixels if gt_pixels is not None else np.zeros((0, cfg.image_size, cfg.image_size, 3), np.uint8),
+        gt["label"].to_numpy() if gt_pixels is not None else np.zeros(0, np.int64),
+        epochs=cfg.finetune_epochs,
+        batch_size=min(cfg.batch_size, 32),
+        seed=cfg.seed,
+    )
+    save_checkpoint(
+        net, workdir.models / CHECKPOINT_FILE, image_size=cfg.image_size, weights=cfg.weights, result=result
+    )
+    export_onnx(net, onnx_path, image_size=cfg.image_size)
+    sample = images.sort("id").head(PARITY_IMAGES)
+    parity = check_parity(
+        net, onnx_path, load_batch(_paths(workdir, sample), cfg.image_size), tolerance=cfg.parity_tolerance
+    )
+    meta = {
+        "config": config,
+        "backbone": backbone.name,
+        "dim": backbone.dim,
+        "fingerprint": _fingerprint(onnx_path),
+        "finetune": {
+            "epochs": result.epochs,
+            "train_size": result.train_size,
+            "heldout_size": result.heldout_size,
+            "heldout_accuracy": result.heldout_accuracy,
+            "seconds": round(result.seconds, 2),
+            "history": result.history,
+        },
+        "parity": {
+            "max_abs_diff": parity.max_abs_diff,
+            "images": parity.n_images,
+            "tolerance": parity.tolerance,
+        },
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    tmp = workdir.models / (META_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    tmp.replace(workdir.models / META_FILE)
+    return meta, False
+
+
+def payload_for(row: dict[str, Any], fingerprint: str) -> Payload:
+    """The store payload of one images-table row."""
+    label = row["label"]
+    has_label = label is not None
+    if row["split"] == "test":
+        status = "test"
+    elif has_label:
+        status = "gt"
+    else:
+        status = "unlabeled"
+    payload: Payload = {
+        "split": row["split"],
+        "source": row["source"],
+        "has_label": has_label,
+        "status": status,
+        "embedder": fingerprint,
+    }
+    if has_label:
+        payload["label"] = int(label)
+    return payload
+
+
+def _decoded_batches(
+    workdir: Workdir, frame: pl.DataFrame, *, batch_size: int, image_size: int
+) -> Iterator[tuple[pl.DataFrame, npt.NDArray[np.uint8]]]:
+    """Batches of rows with their decoded pixels, decoded ahead in a thread pool.
+
+    PIL decoding and ONNX Runtime both release the GIL, so decoding the next batches
+    overlaps with inference on the current one.
+    """
+    chunks = (frame.slice(start, batch_size) for start in range(0, len(frame), batch_size))
+    pending: deque[tuple[pl.DataFrame, Future[npt.NDArray[np.uint8]]]] = deque()
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS, thread_name_prefix="iris-decode") as pool:
+        try:
+            for chunk in chunks:
+                pending.append((chunk, pool.submit(load_batch, _paths(workdir, chunk), image_size)))
+                if len(pending) > PREFETCH_BATCHES:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:
+            for _chunk, future in pending:
+                future.cancel()
+
+
+def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedReport:
+    """Embed every image of the images table (all splits) into ``store``.
+
+    Fine-tunes and exports first unless ``models/embedder.onnx`` is up to date, then
+    upserts only images without a vector from the current model.
+
+    Raises:
+        StageOrderError: no images table yet. InputError: no images, or an unreadable file.
+        ModelError: weights, export or parity problems. DimensionError: the store's
+        collection holds vectors of another size.
+    """
+    images = tables.read(workdir.table("images"), tables.IMAGES).sort("id")
+    if len(images) == 0:
+        raise InputError(f"{workdir.table('images')}: no images to embed; run `iris ingest` with a manifest")
+    # Check the collection before spending minutes on a fine-tune it could not hold.
+    store.ensure_collection(dim=get_backbone(settings.embed.backbone).dim, distance="cosine")
+    meta, reused = prepare_model(workdir, settings, images)
+    config = meta["config"]
+    encoder = Encoder(workdir.models / ONNX_FILE, image_size=int(config["image_size"]))
+    fingerprint = str(meta["fingerprint"])
+    done = store.ids(Filter(must={"embedder": fingerprint}))
+    todo = images.filter(~pl.col("id").is_in(list(done)))
+
+    started = time.perf_counter()
+    progress = bar(desc="embed", total=len(todo), unit="img")
+    try:
+        for chunk, pixels in _decoded_batches(
+            workdir, todo, batch_size=settings.embed.batch_size, image_size=encoder.image_size
+        ):
+            vectors = encoder.encode_pixels(pixels)
+            rows = chunk.select("id", "split", "source", "label").to_dicts()
+            store.upsert(
+                chunk["id"].to_numpy().astype(np.int64), vectors, [payload_for(r, fingerprint) for r in rows]
+            )
+            progress.update(len(chunk))
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - started
+    finetune_meta = meta.get("finetune", {})
+    parity = meta.get("parity", {})
+    return EmbedReport(
+        backbone=str(meta["backbone"]),
+        dim=encoder.dim,
+        image_size=encoder.image_size,
+        model_reused=reused,
+        finetune_epochs=int(finetune_meta.get("epochs", 0)),
+        heldout_accuracy=finetune_meta.get("heldout_accuracy"),
+        train_size=int(finetune_meta.get("train_size", 0)),
+        heldout_size=int(finetune_meta.get("heldout_size", 0)),
+        parity_max_abs_diff=float(parity.get("max_abs_diff", float("nan"))),
+        parity_images=int(parity.get("images", 0)),
+        total=len(images),
+        already_embedded=len(images) - len(todo),
+        embedded=len(todo),
+        seconds=seconds,
+        images_per_second=len(todo) / seconds if seconds > 0 and len(todo) else 0.0,
+        provider=encoder.provider,
+        fingerprint=fingerprint,
+    )

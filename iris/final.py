@@ -1,0 +1,143 @@
+"""The final dataset: ground truth, crowd labels and automatic labels in one table.
+
+Precedence, highest first: ground truth (origin ``gt``, confidence 1.0), aggregated crowd
+labels (``crowd``, the aggregator's confidence), automatic pseudo-labels (``auto``,
+confidence = the ensemble's ``knn_share``). A lower source never overwrites a higher one;
+where they disagree the disagreement is reported as a conflict. Test images never get a
+final label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from iris import tables
+from iris.tables import AGGREGATED, FINAL_LABELS, IMAGES, PSEUDOLABELS, Schema
+from iris.workdir import Workdir
+
+FINAL_CONFLICTS: Schema = {
+    "id": pl.Int64,
+    "kind": pl.String,  # "crowd-vs-gt" | "auto-vs-crowd" | "auto-vs-gt"
+    "kept_label": pl.Int8,
+    "kept_origin": pl.String,
+    "other_label": pl.Int8,
+    "other_origin": pl.String,
+    "other_confidence": pl.Float64,
+}
+"""One row per image whose sources disagree: what was kept and what was overruled."""
+
+PRECEDENCE: tuple[str, ...] = ("gt", "crowd", "auto")
+
+
+@dataclass(frozen=True)
+class FinalCounts:
+    """Rows per origin and conflicts per kind."""
+
+    gt: int
+    crowd: int
+    auto: int
+    conflicts: dict[str, int]
+
+
+def combine_labels(
+    images: pl.DataFrame,
+    *,
+    aggregated: pl.DataFrame | None = None,
+    pseudolabels: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Merge the label sources with precedence gt > crowd > auto.
+
+    Args:
+        images: IMAGES table (id, split, label, ...); labeled non-test rows are ground truth.
+        aggregated: AGGREGATED table (task, label, confidence, n_answers), or None.
+        pseudolabels: PSEUDOLABELS table (id, knn_share, auto_label, ...), or None.
+
+    Returns:
+        ``(final, conflicts)``: FINAL_LABELS rows sorted by id, one per labeled image, and
+        FINAL_CONFLICTS rows sorted by id and kind.
+    """
+    images = tables.check(images, IMAGES, where="images")
+    eligible = images.filter(pl.col("split") != "test").select("id")
+    gt = images.filter((pl.col("split") != "test") & pl.col("label").is_not_null()).select(
+        "id", "label", origin=pl.lit("gt"), confidence=pl.lit(1.0)
+    )
+    sources = [gt]
+    if aggregated is not None:
+        aggregated = tables.check(aggregated, AGGREGATED, where="aggregated")
+        sources.append(
+            aggregated.filter(pl.col("label").is_not_null())
+            .select(id="task", label="label", origin=pl.lit("crowd"), confidence="confidence")
+            .join(eligible, on="id", how="semi")
+        )
+    if pseudolabels is not None:
+        pseudolabels = tables.check(pseudolabels, PSEUDOLABELS, where="pseudolabels")
+        sources.append(
+            pseudolabels.filter(pl.col("auto_label").is_not_null())
+            .select("id", label="auto_label", origin=pl.lit("auto"), confidence="knn_share")
+            .join(eligible, on="id", how="semi")
+        )
+    candidates = tables.check(
+        pl.concat([tables.check(s, FINAL_LABELS, where="final") for s in sources]),
+        FINAL_LABELS,
+        where="final",
+    ).with_columns(
+        rank=pl.col("origin").replace_strict({o: i for i, o in enumerate(PRECEDENCE)}, return_dtype=pl.Int8)
+    )
+    # One source should not label an image twice, but if it does the first row wins.
+    candidates = candidates.unique(["id", "origin"], keep="first", maintain_order=True)
+    ranked = candidates.sort(["id", "rank"])
+    final = ranked.unique("id", keep="first", maintain_order=True)
+    kept = final.select("id", kept_label="label", kept_origin="origin")
+    conflicts = (
+        ranked.join(kept, on="id")
+        .filter((pl.col("origin") != pl.col("kept_origin")) & (pl.col("label") != pl.col("kept_label")))
+        .select(
+            "id",
+            kind=pl.col("origin") + pl.lit("-vs-") + pl.col("kept_origin"),
+            kept_label="kept_label",
+            kept_origin="kept_origin",
+            other_label="label",
+            other_origin="origin",
+            other_confidence="confidence",
+        )
+        .sort(["id", "kind"])
+    )
+    return (
+        tables.check(final.drop("rank"), FINAL_LABELS, where="final").select(list(FINAL_LABELS)),
+        tables.check(conflicts, FINAL_CONFLICTS, where="conflicts"),
+    )
+
+
+def build_final(workdir: Workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read images, aggregated crowd labels and pseudo-labels and combine them.
+
+    The crowd and pseudo-label tables are optional (a run without a crowd yet is fine);
+    the images table is required.
+
+    Returns:
+        ``(final, conflicts)`` as :func:`combine_labels`.
+    """
+    images = tables.read(workdir.table("images"), IMAGES)
+    aggregated = (
+        tables.read(workdir.table("aggregated"), AGGREGATED) if workdir.table("aggregated").exists() else None
+    )
+    pseudo = (
+        tables.read(workdir.table("pseudolabels"), PSEUDOLABELS)
+        if workdir.table("pseudolabels").exists()
+        else None
+    )
+    return combine_labels(images, aggregated=aggregated, pseudolabels=pseudo)
+
+
+def count(final: pl.DataFrame, conflicts: pl.DataFrame) -> FinalCounts:
+    """Rows per origin and conflicts per kind."""
+    per_origin = dict(final.group_by("origin").len().iter_rows())
+    per_kind = dict(conflicts.group_by("kind").len().sort("kind").iter_rows())
+    return FinalCounts(
+        gt=per_origin.get("gt", 0),
+        crowd=per_origin.get("crowd", 0),
+        auto=per_origin.get("auto", 0),
+        conflicts={str(k): int(v) for k, v in per_kind.items()},
+    )

@@ -1,0 +1,213 @@
+"""The crowd's shortlist: problematic images plus their neighbours, under an optional budget.
+
+An unlabeled pool image joins the shortlist when it is problematic, or when a problematic
+image is among its ``k`` nearest neighbours (all gt and pool images, itself excluded;
+test images are never neighbours). The neighbour lists come from batched Qdrant queries.
+
+Priority (0 = sent first), which is also the order a budget cuts from the end:
+
+1. problematic images before neighbours;
+2. then more problematic neighbours first (dense ambiguous regions teach the most);
+3. then a lower ensemble share first (the more unsure, the earlier);
+4. then the id, so the order is total and reproducible.
+
+Labeled images (gt or later crowd labels) and test images are never on the shortlist.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from iris.config import Settings
+from iris.errors import ConfigError, StageOrderError
+from iris.pseudolabel.consensus import AUTO, PROBLEMATIC
+from iris.pseudolabel.kmeans import normalise
+from iris.pseudolabel.stage import CLUSTERED_SPLITS, Stopwatch, batched_query, read_points
+from iris.store.base import Filter, Hit, Payload, VectorStore
+from iris.tables import PSEUDOLABELS, SHORTLIST, check, read, write
+from iris.workdir import Workdir
+
+NEIGHBOUR = "neighbour"
+NEIGHBOURHOOD = Filter(must={"split": list(CLUSTERED_SPLITS)})
+
+
+@dataclass(frozen=True)
+class SelectReport:
+    """Counts of one selection (fractions are of the pool)."""
+
+    pool: int
+    problematic: int
+    neighbours: int
+    shortlist: int
+    cut_by_budget: int
+    budget: int
+    k: int
+    seconds: float
+    qdrant_seconds: float
+    map_path: str | None = None
+    neighbour_fraction: float = 0.0
+    shortlist_fraction: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def count_problematic_neighbours(
+    hits: list[list[Hit]], ids: npt.NDArray[np.int64], problematic: set[int], *, k: int
+) -> npt.NDArray[np.int32]:
+    """How many of each image's ``k`` nearest (itself excluded) are problematic.
+
+    Args:
+        hits: per image, at least ``k + 1`` nearest points, best first.
+        ids: (n,) the images' ids, in the order of ``hits``.
+        problematic: ids of problematic images.
+    """
+    counts = np.zeros(len(ids), dtype=np.int32)
+    for row, (own, row_hits) in enumerate(zip(ids.tolist(), hits, strict=True)):
+        neighbours = [h.id for h in row_hits if h.id != own][:k]
+        counts[row] = sum(1 for n in neighbours if n in problematic)
+    return counts
+
+
+def build_shortlist(
+    pseudolabels: pl.DataFrame, problematic_neighbours: npt.NDArray[np.int32], *, budget: int = 0
+) -> tuple[pl.DataFrame, int]:
+    """Order problematic images and their neighbours by priority and apply the budget.
+
+    Args:
+        pseudolabels: ``PSEUDOLABELS`` rows of the pool (id, status, knn_share, ...).
+        problematic_neighbours: (n,) per row, problematic images among its nearest.
+        budget: keep at most this many (0 = all).
+
+    Returns:
+        The ``SHORTLIST`` table, priority 0 first, and how many the budget cut.
+    """
+    if budget < 0:
+        raise ConfigError(f"select.budget: got {budget}, expected >= 0 (0 = no cap)")
+    frame = pseudolabels.select("id", "status", "knn_share").with_columns(
+        pl.Series("problematic_neighbours", problematic_neighbours, dtype=pl.Int32)
+    )
+    candidates = frame.filter(
+        (pl.col("status") == PROBLEMATIC) | (pl.col("problematic_neighbours") > 0)
+    ).with_columns(
+        pl.when(pl.col("status") == PROBLEMATIC)
+        .then(pl.lit(PROBLEMATIC))
+        .otherwise(pl.lit(NEIGHBOUR))
+        .alias("reason")
+    )
+    ordered = candidates.sort(
+        [pl.col("reason") != PROBLEMATIC, "problematic_neighbours", "knn_share", "id"],
+        descending=[False, True, False, False],
+        nulls_last=True,
+    )
+    cut = 0
+    if budget and ordered.height > budget:
+        cut = ordered.height - budget
+        ordered = ordered.head(budget)
+    shortlist = ordered.with_row_index("priority").select(
+        "id", "reason", "problematic_neighbours", pl.col("priority").cast(pl.Int32)
+    )
+    return check(shortlist, SHORTLIST, where="shortlist"), cut
+
+
+def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectReport:
+    """Write ``tables/shortlist.parquet`` and mark shortlisted neighbours in the store.
+
+    Raises:
+        StageOrderError: no pseudolabels table yet (run ``iris pseudolabel``).
+        ConfigError: bad ``[select]`` settings.
+    """
+    started = time.perf_counter()
+    s = settings.select
+    if s.neighbours < 1:
+        raise ConfigError(f"select.neighbours: got {s.neighbours}, expected >= 1")
+    if s.batch_size < 1:
+        raise ConfigError(f"select.batch_size: got {s.batch_size}, expected >= 1")
+    pseudolabels = read(workdir.table("pseudolabels"), PSEUDOLABELS)
+    watch = Stopwatch()
+    timings: dict[str, float] = {}
+    points = read_points(store, watch)
+    timings["export"] = watch.seconds
+    # Only images that are still unlabeled pool points: a crowd label since the
+    # pseudolabel run takes an image off the shortlist.
+    row_of = {int(i): r for r, i in enumerate(points.exported.ids.tolist())}
+    pool_ids = set(points.exported.ids[points.pool].tolist())
+    pseudolabels = pseudolabels.filter(pl.col("id").is_in(list(pool_ids))).sort("id")
+    if pseudolabels.is_empty() and pool_ids:
+        raise StageOrderError(
+            f"{workdir.table('pseudolabels')} holds none of the {len(pool_ids)} pool points in the store; "
+            "run `iris pseudolabel` again"
+        )
+    ids = pseudolabels["id"].to_numpy().astype(np.int64)
+    rows = np.array([row_of[int(i)] for i in ids], dtype=np.int64)
+    problematic = set(pseudolabels.filter(pl.col("status") == PROBLEMATIC)["id"].to_list())
+
+    tic = time.perf_counter()
+    vectors = normalise(points.exported.vectors[rows]) if len(rows) else np.zeros((0, 1), np.float32)
+    hits = batched_query(
+        store,
+        vectors,
+        k=s.neighbours + 1,  # the image itself usually comes back first and is dropped
+        flt=NEIGHBOURHOOD,
+        batch_size=s.batch_size,
+        exact=s.exact,
+        desc="neighbours",
+        watch=watch,
+    )
+    counts = count_problematic_neighbours(hits, ids, problematic, k=s.neighbours)
+    timings["neighbours"] = time.perf_counter() - tic
+
+    shortlist, cut = build_shortlist(pseudolabels, counts, budget=s.budget)
+    write(shortlist, workdir.table("shortlist"))
+
+    tic = time.perf_counter()
+    neighbours = set(shortlist.filter(pl.col("reason") == NEIGHBOUR)["id"].to_list())
+    # Every pool point is rewritten so a re-run with other settings leaves no stale "neighbour".
+    updates: dict[int, Payload] = {
+        int(i): {"status": NEIGHBOUR if i in neighbours else str(st)}
+        for i, st in zip(ids.tolist(), pseudolabels["status"].to_list(), strict=True)
+    }
+    with watch.timing():
+        store.set_payload(updates)
+    timings["payload"] = time.perf_counter() - tic
+
+    map_path = None
+    if s.map_points > 0:
+        from iris.report.embedding_map import draw_embedding_map
+
+        tic = time.perf_counter()
+        map_path = str(
+            draw_embedding_map(
+                workdir,
+                points,
+                pseudolabels,
+                shortlist,
+                n_points=s.map_points,
+                seed=settings.pseudolabel.seed,
+            )
+        )
+        timings["map"] = time.perf_counter() - tic
+
+    n_pool = int(points.pool.sum())
+    n_neighbours = int((shortlist["reason"] == NEIGHBOUR).sum())
+    return SelectReport(
+        pool=n_pool,
+        problematic=len(problematic),
+        neighbours=n_neighbours,
+        shortlist=shortlist.height,
+        cut_by_budget=cut,
+        budget=s.budget,
+        k=s.neighbours,
+        seconds=time.perf_counter() - started,
+        qdrant_seconds=watch.seconds,
+        map_path=map_path,
+        neighbour_fraction=n_neighbours / n_pool if n_pool else 0.0,
+        shortlist_fraction=shortlist.height / n_pool if n_pool else 0.0,
+        timings={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+__all__ = ["AUTO", "NEIGHBOUR", "PROBLEMATIC", "SelectReport", "build_shortlist", "select"]

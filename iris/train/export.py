@@ -1,0 +1,142 @@
+"""Export the final classifier to ONNX and check it against torch.
+
+The graph takes ``pixels``: uint8 (batch, size, size, 3), dynamic batch axis (the
+convention of :mod:`iris.embed.backbones`) and returns ``probability``: float32 (batch,),
+the probability of the positive class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import torch
+
+from iris.errors import ModelError
+from iris.train.heads import Probability, build_classifier
+from iris.train.loop import classifier_dir, load_checkpoint
+from iris.workdir import Workdir
+
+INPUT_NAME = "pixels"
+OUTPUT_NAME = "probability"
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    path: Path
+    image_size: int
+    epoch: int
+    """Epoch of the checkpoint exported."""
+    max_abs_diff: float
+    """Largest |torch - ONNX Runtime| probability on the parity images."""
+
+
+def onnx_path(workdir: Workdir) -> Path:
+    return workdir.models / "classifier.onnx"
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The dynamo exporter prints its steps and warns loudly; keep the CLI output readable."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def session(path: Path) -> ort.InferenceSession:
+    """An ONNX Runtime session, on CUDA when onnxruntime-gpu and a GPU are there."""
+    available = ort.get_available_providers()
+    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    return ort.InferenceSession(str(path), providers=providers)
+
+
+def run_onnx(sess: ort.InferenceSession, pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """Probabilities (n,) for uint8 pixels (n, s, s, 3)."""
+    (out,) = sess.run([OUTPUT_NAME], {INPUT_NAME: pixels})
+    return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+def export_classifier(
+    workdir: Workdir, *, parity_pixels: npt.NDArray[np.uint8] | None = None, tolerance: float = 1e-3
+) -> ExportedModel:
+    """Export ``models/classifier/best.pt`` to ``models/classifier.onnx`` (atomically).
+
+    Skipped when the ONNX file was exported from the same checkpoint (recorded in
+    ``models/classifier.onnx.json``).
+
+    Args:
+        parity_pixels: uint8 (n, s, s, 3) images to compare torch and ONNX Runtime on;
+            random pixels when omitted.
+        tolerance: largest allowed probability difference.
+
+    Raises:
+        ModelError: no checkpoint, export failure, or parity above ``tolerance``.
+    """
+    best = classifier_dir(workdir) / "best.pt"
+    checkpoint = load_checkpoint(best)
+    config = checkpoint["config"]
+    size = int(config["image_size"])
+    path = onnx_path(workdir)
+    sidecar = path.with_name(path.name + ".json")
+    stamp = {"checkpoint_mtime_ns": best.stat().st_mtime_ns, "epoch": checkpoint["epoch"]}
+    if path.exists() and sidecar.exists():
+        recorded = json.loads(sidecar.read_text(encoding="utf-8"))
+        if recorded.get("stamp") == stamp:
+            return ExportedModel(path, size, checkpoint["epoch"], float(recorded["max_abs_diff"]))
+
+    classifier = build_classifier(config, pretrained=False)
+    classifier.load_state_dict(checkpoint["model"])
+    model = Probability(classifier).eval()
+    example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with _quiet():
+            torch.onnx.export(
+                model,
+                (example,),
+                str(tmp),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=65536)}},
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"ONNX export of the classifier ({config['backbone']}) failed: {exc}") from None
+
+    if parity_pixels is None or len(parity_pixels) == 0:
+        parity_pixels = np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(np.ascontiguousarray(parity_pixels))).numpy()
+    got = run_onnx(session(tmp), parity_pixels)
+    diff = float(np.max(np.abs(expected - got)))
+    if not diff <= tolerance:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(
+            f"{path}: ONNX Runtime differs from torch by {diff:.2e} on {len(parity_pixels)} images "
+            f"(tolerance {tolerance:.0e})"
+        )
+    os.replace(tmp, path)
+    sidecar.write_text(json.dumps({"stamp": stamp, "max_abs_diff": diff}), encoding="utf-8")
+    return ExportedModel(path, size, checkpoint["epoch"], diff)

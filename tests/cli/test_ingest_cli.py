@@ -1,0 +1,99 @@
+"""``iris ingest`` through CliRunner: counts on success, one line and exit 2 on a bad file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from iris.cli import main
+from iris.workdir import Workdir
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for n in range(6):
+        pixels = np.random.default_rng(n).integers(0, 256, (10, 10, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{n}.png")
+    (folder / "gt.tsv").write_text("url\tlabel\n0.png\tyes\n1.png\tno\n")
+    (folder / "pool.txt").write_text("2.png\n3.png\nmissing.png\n")
+    (folder / "pool2.txt").write_text("4.png\n")
+    (folder / "test.tsv").write_text("url\n5.png\n")
+    return folder
+
+
+def _run(workdir: Workdir, *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, ["-w", str(workdir.root), "ingest", *args])
+
+
+def test_ingest_prints_counts_and_rejects(workdir: Workdir, data: Path) -> None:
+    result = _run(
+        workdir,
+        *("--ground-truth", str(data / "gt.tsv"), "--pool", str(data / "pool.txt")),
+        *("--pool", str(data / "pool2.txt"), "--test", str(data / "test.tsv")),
+        *("--source-column", "url", "--label-column", "label", "--positive", "yes", "--negative", "no"),
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[3].split() == ["gt", "2", "1", "1"]
+    assert lines[4].split() == ["pool", "3"]
+    assert lines[5].split() == ["test", "1"]
+    assert ["missing-file", "1"] in [line.split() for line in lines]
+    assert "7 image(s) fetched and checked, 0 already present" in result.output
+
+
+def test_json_output(workdir: Workdir, data: Path) -> None:
+    result = _run(workdir, "--test", str(data / "test.tsv"), "--source-column", "url", "--json")
+    assert result.exit_code == 0, result.output
+    assert '"test": 1' in result.output
+
+
+def _one_line_error(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1, result.output
+    assert result.output.startswith("iris: error: ")
+    return str(result.output)
+
+
+def test_missing_column_is_one_line(workdir: Workdir, data: Path) -> None:
+    output = _one_line_error(_run(workdir, "--ground-truth", str(data / "gt.tsv")))
+    assert f"{data / 'gt.tsv'}:1: missing column(s) downloadUrl, is_conifer; found 'url', 'label'" in output
+
+
+def test_bad_label_is_one_line_with_file_and_line(workdir: Workdir, data: Path) -> None:
+    output = _one_line_error(
+        _run(
+            workdir,
+            "--ground-truth",
+            str(data / "gt.tsv"),
+            "--source-column",
+            "url",
+            "--label-column",
+            "label",
+        )
+    )
+    assert f"{data / 'gt.tsv'}:2: label 'yes' in column label is neither 'TRUE'" in output
+
+
+def test_conflicting_labels_is_one_line(workdir: Workdir, data: Path) -> None:
+    (data / "gt.tsv").write_text("downloadUrl\tis_conifer\n0.png\tTRUE\n0.png\tFALSE\n")
+    output = _one_line_error(_run(workdir, "--ground-truth", str(data / "gt.tsv")))
+    assert "gt.tsv:3: conflicting labels for 0.png" in output
+
+
+def test_unreadable_and_missing_manifests_are_one_line(workdir: Workdir, data: Path) -> None:
+    (data / "bad.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+    assert "unreadable XLSX workbook" in _one_line_error(_run(workdir, "--test", str(data / "bad.xlsx")))
+    assert "manifest not found" in _one_line_error(_run(workdir, "--pool", str(data / "none.tsv")))
+
+
+def test_settings_from_iris_toml_are_used(workdir: Workdir, data: Path) -> None:
+    config = workdir.config.read_text().replace('source_column = "downloadUrl"', 'source_column = "url"')
+    workdir.config.write_text(config)
+    result = _run(workdir, "--test", str(data / "test.tsv"))
+    assert result.exit_code == 0, result.output

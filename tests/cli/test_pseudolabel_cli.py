@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from iris.cli import main
+from iris.pseudolabel.synthetic import clustered_pool
+from iris.store import open_store
+from iris.workdir import Workdir
+
+
+@pytest.fixture
+def loaded(workdir: Workdir) -> Workdir:
+    store = open_store(workdir, workdir.settings())
+    clustered_pool(400, dim=16, n_labeled=40, n_test=40, blobs_per_class=3, spread=1.2, seed=5).load_into(
+        store
+    )
+    store.close()
+    return workdir
+
+
+def run(workdir: Workdir, *args: str) -> object:
+    return CliRunner().invoke(main, ["--workdir", str(workdir.root), *args])
+
+
+def test_pseudolabel_prints_counts_and_the_estimate(loaded: Workdir) -> None:
+    result = run(loaded, "pseudolabel", "--map-points", "0", "--folds", "3")
+    assert result.exit_code == 0, result.output
+    for what in ("auto-labeled", "problematic", "added as neighbours", "shortlist", "of pool"):
+        assert what in result.output
+    assert (
+        "estimated accuracy of automatic labels (leave-one-out kNN + k-fold KMeans on 40 labeled)"
+        in result.output
+    )
+    assert "in Qdrant" in result.output
+    assert loaded.table("pseudolabels").exists() and loaded.table("shortlist").exists()
+
+
+def test_select_alone_with_a_budget_as_json(loaded: Workdir) -> None:
+    assert run(loaded, "pseudolabel", "--no-select", "--folds", "0").exit_code == 0
+    assert not loaded.table("shortlist").exists()
+    result = run(loaded, "select", "--budget", "7", "-k", "3", "--map-points", "0", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)["select"]
+    assert data["shortlist"] == 7 and data["k"] == 3 and data["budget"] == 7
+    assert pl.read_parquet(loaded.table("shortlist")).height == 7
+
+
+def test_options_come_from_iris_toml_too(loaded: Workdir) -> None:
+    text = loaded.config.read_text()
+    text = text.replace('members = ["k3-uniform"', 'members = ["k2-uniform-euclid", "k3-uniform"', 1)
+    loaded.config.write_text(
+        text.replace("budget = 0", "budget = 4").replace("map_points = 2000", "map_points = 0")
+    )
+    result = run(loaded, "pseudolabel", "--folds", "0", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["pseudolabel"]["members"][0] == "k2-uniform-euclid"
+    assert data["select"]["shortlist"] == 4
+
+
+def test_a_bad_member_is_one_line(loaded: Workdir) -> None:
+    result = run(loaded, "pseudolabel", "--member", "k5-gaussian")
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "k5-gaussian" in result.output and "expected k<K>-" in result.output
+
+
+def test_select_before_pseudolabel_is_one_line(loaded: Workdir) -> None:
+    result = run(loaded, "select")
+    assert result.exit_code == 2
+    assert "run `iris pseudolabel` first" in result.output

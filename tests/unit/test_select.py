@@ -1,0 +1,131 @@
+"""Shortlist building: priorities and budget on a toy table, then the stage on a real store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+import pytest
+
+from iris.config import Settings
+from iris.errors import ConfigError, StageOrderError
+from iris.pseudolabel.stage import pseudolabel
+from iris.pseudolabel.synthetic import SyntheticPool, clustered_pool
+from iris.select import build_shortlist, count_problematic_neighbours, select
+from iris.store import open_store
+from iris.store.base import Hit, VectorStore
+from iris.tables import SHORTLIST, read
+from iris.workdir import Workdir
+
+TOY = pl.DataFrame(
+    {
+        "id": [10, 11, 12, 13, 14, 15],
+        "status": ["problematic", "auto", "problematic", "auto", "auto", "problematic"],
+        "knn_share": [0.5, 1.0, 0.2, 0.9, 1.0, 0.5],
+    }
+)
+TOY_COUNTS = np.array([1, 2, 1, 0, 3, 4], dtype=np.int32)
+# Expected: problematic first (15 has 4 problematic neighbours; 12 and 10 have 1, 12 is
+# less sure), then neighbours by count (14: 3, 11: 2); 13 has none and stays out.
+TOY_ORDER = [15, 12, 10, 14, 11]
+
+
+def test_priority_is_problematic_then_count_then_unsureness() -> None:
+    shortlist, cut = build_shortlist(TOY, TOY_COUNTS)
+    assert shortlist["id"].to_list() == TOY_ORDER
+    assert shortlist["priority"].to_list() == [0, 1, 2, 3, 4]
+    assert shortlist["reason"].to_list() == ["problematic"] * 3 + ["neighbour"] * 2
+    assert shortlist["problematic_neighbours"].to_list() == [4, 1, 1, 3, 2]
+    assert cut == 0
+    assert dict(shortlist.schema) == SHORTLIST
+
+
+@pytest.mark.parametrize("budget", [1, 3, 4, 5, 9])
+def test_budget_cuts_from_the_end(budget: int) -> None:
+    shortlist, cut = build_shortlist(TOY, TOY_COUNTS, budget=budget)
+    assert shortlist["id"].to_list() == TOY_ORDER[:budget]
+    assert cut == max(0, len(TOY_ORDER) - budget)
+
+
+def test_negative_budget_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"select\.budget"):
+        build_shortlist(TOY, TOY_COUNTS, budget=-1)
+
+
+def test_neighbour_counts_skip_the_image_itself() -> None:
+    hits = [[Hit(1, 1.0), Hit(2, 0.9), Hit(3, 0.8)], [Hit(3, 0.95), Hit(2, 0.9), Hit(1, 0.8)]]
+    counts = count_problematic_neighbours(hits, np.array([1, 2]), {1, 3}, k=2)
+    # Image 1: neighbours 2, 3 -> one problematic; image 2: neighbours 3, 1 -> two.
+    assert counts.tolist() == [1, 2]
+
+
+@pytest.fixture
+def pool() -> SyntheticPool:
+    return clustered_pool(500, dim=16, n_labeled=50, n_test=50, blobs_per_class=4, seed=3)
+
+
+@pytest.fixture
+def store(workdir: Workdir, pool: SyntheticPool) -> Iterator[VectorStore]:
+    opened = open_store(workdir, workdir.settings())
+    pool.load_into(opened)
+    yield opened
+    opened.close()
+
+
+def quick(workdir: Workdir, **select_values: object) -> Settings:
+    settings = workdir.settings()
+    return replace(
+        settings,
+        pseudolabel=replace(settings.pseudolabel, estimate_folds=0),
+        select=replace(settings.select, **{"map_points": 0, **select_values}),
+    )
+
+
+def test_select_before_pseudolabel_names_the_command(workdir: Workdir, store: VectorStore) -> None:
+    with pytest.raises(StageOrderError, match="iris pseudolabel"):
+        select(workdir, quick(workdir), store)
+
+
+def test_shortlist_and_payload(workdir: Workdir, store: VectorStore, pool: SyntheticPool) -> None:
+    settings = quick(workdir)
+    pseudolabel(workdir, settings, store)
+    report = select(workdir, settings, store)
+    shortlist = read(workdir.table("shortlist"), SHORTLIST)
+    table = pl.read_parquet(workdir.table("pseudolabels"))
+    problematic = set(table.filter(pl.col("status") == "problematic")["id"].to_list())
+    assert set(shortlist.filter(pl.col("reason") == "problematic")["id"].to_list()) == problematic
+    assert report.shortlist == shortlist.height == report.problematic + report.neighbours
+    assert report.neighbours > 0
+    assert not set(shortlist["id"].to_list()) & set(pool.ids[pool.split != "pool"].tolist())
+    neighbours = set(shortlist.filter(pl.col("reason") == "neighbour")["id"].to_list())
+    for point_id, payload, _ in store.retrieve(table["id"].to_list()):
+        expected = (
+            "neighbour" if point_id in neighbours else ("problematic" if point_id in problematic else "auto")
+        )
+        assert payload["status"] == expected
+
+
+def test_a_rerun_with_a_budget_leaves_no_stale_neighbours(workdir: Workdir, store: VectorStore) -> None:
+    pseudolabel(workdir, quick(workdir), store)
+    select(workdir, quick(workdir), store)
+    report = select(workdir, quick(workdir, budget=5), store)
+    assert report.shortlist == 5
+    assert report.cut_by_budget > 0
+    assert store.count(None) == 500
+    from iris.store.base import Filter
+
+    marked = store.count(Filter(must={"status": "neighbour"}))
+    shortlist = pl.read_parquet(workdir.table("shortlist"))
+    assert marked == (shortlist["reason"] == "neighbour").sum()
+
+
+def test_the_map_is_drawn(workdir: Workdir, store: VectorStore) -> None:
+    settings = quick(workdir, map_points=120)
+    pseudolabel(workdir, settings, store)
+    report = select(workdir, settings, store)
+    assert report.map_path is not None
+    png = workdir.reports / "embedding_map.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
