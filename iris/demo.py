@@ -72,7 +72,8 @@ def manifests(data_dir: Path) -> dict[str, Any]:
 
 
 def _agreement(a: pl.Series, b: pl.Series) -> float:
-    return float((a == b).cast(pl.Float64).mean() or 0.0)
+    matches = (a == b).cast(pl.Float64).to_numpy()
+    return float(matches.mean()) if matches.size else 0.0
 
 
 def score(workdir: Workdir, data_dir: Path, state: RunState) -> dict[str, Any]:

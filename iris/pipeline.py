@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from iris.config import Settings
-from iris.errors import StageOrderError
+from iris.errors import CrowdError, StageOrderError
 from iris.store.base import VectorStore
 from iris.workdir import Workdir
 
@@ -112,7 +112,14 @@ def _select(ctx: RunContext) -> dict[str, Any]:
 def _crowd(ctx: RunContext) -> dict[str, Any]:
     from iris.crowd.campaign import run_campaign
 
-    return _summary(run_campaign(ctx.workdir, ctx.settings))
+    report = run_campaign(ctx.workdir, ctx.settings)
+    if report.state != "complete":
+        # A real crowd takes hours: keep what was collected and let the user come back.
+        raise CrowdError(
+            f"the {report.backend} crowd campaign is {report.state}: {report.tasks_done}/{report.tasks} "
+            "tasks have their answers; run `iris run` again later to collect and go on"
+        )
+    return _summary(report)
 
 
 def _aggregate(ctx: RunContext) -> dict[str, Any]:

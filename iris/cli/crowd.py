@@ -165,4 +165,22 @@ def report_command(state: CliState, as_json: bool) -> None:
     click.echo(f"\nworker skills: {png}")
 
 
+@crowd_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@pass_state
+def serve_command(state: CliState, host: str, port: int) -> None:
+    """Serve the self-hosted labeler for the campaign launched with `--backend web`."""
+    from iris.crowd.web_server import make_server
+
+    server = make_server(state.workdir, _settings(state, "web"), host=host, port=port)
+    click.echo(f"labeler at http://{host}:{server.server_address[1]}/ (Ctrl-C stops it; answers are kept)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 COMMANDS = [crowd_group]

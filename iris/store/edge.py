@@ -1,12 +1,13 @@
 """The embedded store: Qdrant Edge (``qdrant-edge-py``), Qdrant's engine in-process.
 
-A collection is one Edge shard, a folder ``<root>/<collection>/`` holding segments, a
-write-ahead log and ``edge_config.json``; iris adds ``iris-collection.json`` with the
+A collection is one Edge shard, a folder ``<root>/<collection>/`` holding segments and
+``edge_config.json``; iris adds ``iris-collection.json`` with the
 vector size and distance it asked for, so a mismatch is caught before Qdrant sees it.
 
-Qdrant Edge locks the shard folder: one process may hold it at a time. Within a process,
-every :class:`EdgeStore` on the same folder shares one open shard (reference counted), so
-stages can each open and close the store without stepping on one another.
+One process at a time may hold a shard: iris locks ``<collection>/.iris-lock`` and a second
+process gets a one-line StoreError. Within a process, every :class:`EdgeStore` on the
+same folder shares one open shard (reference counted), so stages can each open and close
+the store without stepping on one another.
 
 HNSW is built by Qdrant's optimizer, which Edge runs only when asked: the store runs it
 after writes, before the first approximate query and on close, so a store that was
@@ -30,7 +31,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +52,7 @@ from iris.store.base import (
     stack_exported,
 )
 
+LOCK_FILE = ".iris-lock"
 META_FILE = "iris-collection.json"
 EDGE_CONFIG_FILE = "edge_config.json"
 _DISTANCE_TO_EDGE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
@@ -75,10 +77,33 @@ class _Handle:
     written: bool = False
     """Anything was written since the last flush (a read-only session skips it)."""
     flushed_at: float = 0.0
+    lock: IO[bytes] | None = None
+    """The open lock file: holding it keeps other processes out of the shard."""
 
 
 _OPEN: dict[Path, _Handle] = {}
 _LOCK = threading.Lock()
+
+
+def _lock(folder: Path) -> IO[bytes]:
+    """Take the shard's lock file, or say which folder another process holds.
+
+    Qdrant Edge itself only locks its write-ahead log, which iris turns off (see above).
+    """
+    handle = open(folder / LOCK_FILE, "ab")  # noqa: SIM115 - held open until the shard closes
+    try:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # Windows: no advisory locks; one iris process at a time is on the user
+        pass
+    except OSError:
+        handle.close()
+        raise StoreError(
+            f"the embedded store {folder} is open in another process; "
+            "wait for that iris command to finish (or use a Qdrant server: IRIS_QDRANT_URL)"
+        ) from None
+    return handle
 
 
 def _edge_error(exc: Exception, what: str, path: Path) -> StoreError:
@@ -157,19 +182,20 @@ class EdgeStore:
             if handle is not None:
                 handle.users += 1
             else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                lock = _lock(self.path)
                 try:
                     if config is None:
                         shard = qe.EdgeShard.load(str(self.path))
                     else:
-                        self.path.mkdir(parents=True, exist_ok=True)
                         shard = qe.EdgeShard.create(str(self.path), config)
                 except Exception as exc:
+                    lock.close()
                     raise _edge_error(exc, "opening the shard", self.path) from None
                 info = shard.info()
                 # A writer that never closed leaves segments unindexed: index before querying.
-                handle = _OPEN[self.path] = _Handle(
-                    shard, dirty=info.indexed_vectors_count < info.points_count
-                )
+                stale = info.indexed_vectors_count < info.points_count
+                handle = _OPEN[self.path] = _Handle(shard, dirty=stale, lock=lock)
         self._handle = handle
         return handle
 
@@ -200,6 +226,8 @@ class EdgeStore:
             if handle.written or handle.dirty:
                 handle.shard.flush()
             handle.shard.close()
+            if handle.lock is not None:
+                handle.lock.close()
 
     def _flush(self, *, unless_within: float = 0.0) -> None:
         handle = self._handle
@@ -461,7 +489,7 @@ class EdgeStore:
         tmp = target.with_name(target.name + ".tmp")
         with tarfile.open(tmp, "w") as archive:
             for name in sorted(os.listdir(self.path)):
-                if name == "wal":
+                if name in {"wal", LOCK_FILE}:
                     # Flushed segments hold every point; a WAL copied while open is only noise.
                     continue
                 archive.add(self.path / name, arcname=name)

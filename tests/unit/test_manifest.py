@@ -6,6 +6,8 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from iris.data.ids import clean_source, image_id
 from iris.data.manifest import read_manifest
@@ -165,3 +167,12 @@ def test_image_id_is_stable_63_bit_and_ignores_service_characters() -> None:
     assert 0 <= image_id(source) < 2**63
     assert image_id(source + "_x000D_ ") == image_id(source)
     assert image_id("https://example.org/b.jpg") != image_id(source)
+
+
+@given(st.text(max_size=40))
+def test_clean_source_is_idempotent_and_ids_are_63_bit(text: str) -> None:
+    cleaned = clean_source(text)
+    assert clean_source(cleaned) == cleaned
+    assert cleaned == cleaned.strip()
+    assert 0 <= image_id(text) < 2**63
+    assert image_id(text) == image_id(cleaned)

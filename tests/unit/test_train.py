@@ -141,3 +141,14 @@ def test_bad_settings_are_config_errors(digits, key: str, value: object, message
 def test_training_before_propagation_names_the_stage(workdir) -> None:
     with pytest.raises(StageOrderError, match="iris propagate"):
         train_workdir(workdir, tiny(Settings()))
+
+
+@pytest.mark.parametrize("size", [16, 32, 64, 96])
+def test_augmentation_keeps_the_size_and_varies_the_image(size: int) -> None:
+    from iris.train.data import augmentation
+
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8)
+    outputs = [augmentation(size)(image) for _ in range(4)]
+    assert all(o.shape == (3, size, size) and o.dtype == torch.uint8 for o in outputs)
+    assert any(not torch.equal(o, image) for o in outputs)

@@ -108,6 +108,7 @@ class Backend(Protocol):
 BACKENDS: dict[str, str] = {
     "simulated": "iris.crowd.backends.simulated:SimulatedBackend",
     "toloka": "iris.crowd.backends.toloka:TolokaBackend",
+    "web": "iris.crowd.backends.web:WebBackend",
 }
 
 
