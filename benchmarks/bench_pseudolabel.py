@@ -36,7 +36,9 @@ def bench(n: int, *, dim: int, labeled: int, test: int, with_map: bool, seed: in
         workdir = init_workdir(Path(tmp) / "work")
         settings = workdir.settings()
         settings = replace(settings, select=replace(settings.select, map_points=0))
-        pool = clustered_pool(n, dim=dim, n_labeled=labeled, n_test=test, blobs_per_class=16, seed=seed)
+        pool = clustered_pool(
+            n, dim=dim, n_labeled=labeled, n_test=test, blobs_per_class=16, spread=1.2, seed=seed
+        )
         tic = time.perf_counter()
         store = open_store(workdir, settings)
         pool.load_into(store)

@@ -187,6 +187,7 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
                 shortlist,
                 n_points=s.map_points,
                 seed=settings.pseudolabel.seed,
+                class_names=(settings.task.negative_name, settings.task.positive_name),
             )
         )
         timings["map"] = time.perf_counter() - tic

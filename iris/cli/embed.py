@@ -72,9 +72,10 @@ def embed_command(
         f"parity torch vs ONNX Runtime: max abs diff {report.parity_max_abs_diff:.2e} "
         f"on {report.parity_images} images"
     )
+    rate = f" at {report.images_per_second:.0f} images/s on {report.provider}" if report.embedded else ""
     click.echo(
         f"embedded {report.embedded} images ({report.already_embedded} already in the store, "
-        f"{report.total} in all) at {report.images_per_second:.0f} images/s on {report.provider}"
+        f"{report.total} in all){rate}"
     )
 
 

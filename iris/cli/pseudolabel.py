@@ -76,6 +76,8 @@ def _estimate_line(report: PseudolabelReport) -> str:
     if report.estimate_n == 0:
         return "accuracy estimate: off (pseudolabel.estimate_folds = 0)"
     accuracy = "n/a" if report.estimate_accuracy is None else f"{report.estimate_accuracy:.3f}"
+    if report.estimate_low is not None and report.estimate_high is not None:
+        accuracy += f" (95% CI {report.estimate_low:.3f}-{report.estimate_high:.3f})"
     return (
         f"estimated accuracy of automatic labels ({report.estimate_method} on {report.estimate_n} labeled): "
         f"{accuracy}, on the {report.estimate_auto}/{report.estimate_n} "

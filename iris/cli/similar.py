@@ -140,12 +140,15 @@ def _draw(state: CliState, result: Any, rows: list[dict[str, Any]], image: Path 
         return f"{name} · {payload.get('status', '?')}"
 
     query_payload = result.query_payload
-    query_title = f"query {result.query_id}" if result.query_id is not None else "query"
+    if image is not None:
+        query_lines: tuple[str, ...] = (image.name,)
+    else:
+        query_lines = (describe(query_payload), f"id {result.query_id}")
     tiles = [
         Tile(
             image=image if image is not None else picture(result.query_id, query_payload),
-            title=query_title,
-            lines=(describe(query_payload) if query_payload else (image.name if image else ""),),
+            title="query",
+            lines=query_lines,
             colour=QUERY_COLOUR,
         )
     ]

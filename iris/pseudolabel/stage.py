@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -135,6 +135,8 @@ class PseudolabelReport:
     estimate_n: int
     estimate_auto: int
     estimate_accuracy: float | None
+    estimate_low: float | None
+    estimate_high: float | None
     estimate_knn_accuracy: float | None
     estimate_method: str
     seconds: float
@@ -243,6 +245,8 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
         estimate_n=estimate.n if estimate else 0,
         estimate_auto=estimate.n_auto if estimate else 0,
         estimate_accuracy=estimate.accuracy if estimate else None,
+        estimate_low=estimate.low if estimate else None,
+        estimate_high=estimate.high if estimate else None,
         estimate_knn_accuracy=estimate.knn_accuracy if estimate else None,
         estimate_method=estimate.method if estimate else "off",
         seconds=time.perf_counter() - started,
@@ -269,9 +273,12 @@ def _estimate(
     members = parse_members(s.members)
     k_max = max(m.k for m in members)
     # k_max + 1: the image itself comes back first and is dropped.
+    # Evaluate only labeled images the backbone did not fine-tune on, when the payload says.
+    finetuned = np.array([points.exported.payloads[r].get("finetune") == "train" for r in labeled_rows], bool)
+    evaluated = ~finetuned if (~finetuned).sum() >= 2 else np.ones(len(labeled_rows), bool)
     hits = batched_query(
         store,
-        vectors[labeled_rows],
+        vectors[labeled_rows[evaluated]],
         k=k_max + 1,
         flt=LABELED,
         batch_size=s.batch_size,
@@ -292,17 +299,24 @@ def _estimate(
             seed=s.seed,
             max_iter=s.kmeans_max_iter,
         )
-    return leave_one_out(
+    estimate = leave_one_out(
         hits,
-        points.exported.ids[labeled_rows].tolist(),
-        labels,
+        points.exported.ids[labeled_rows[evaluated]].tolist(),
+        labels[evaluated],
         members,
         confidence=s.confidence,
         quorum=s.quorum,
-        cluster_labels=cluster_labels,
+        cluster_labels=None if cluster_labels is None else cluster_labels[evaluated],
         n_classes=N_CLASSES,
         distance=distance,
     )
+    if not evaluated.all():
+        estimate = replace(estimate, method=estimate.method + ", on labels the fine-tune held out")
+    elif finetuned.any():
+        estimate = replace(
+            estimate, method=estimate.method + ", on labels the backbone was tuned on: optimistic"
+        )
+    return estimate
 
 
 def _nullable(values: npt.NDArray[np.int64]) -> list[int | None]:

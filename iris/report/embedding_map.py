@@ -56,6 +56,7 @@ def draw_embedding_map(
     *,
     n_points: int = 2000,
     seed: int = 0,
+    class_names: tuple[str, str] = ("0", "1"),
 ) -> Path:
     """Draw the map of labeled and pool images and write it to ``reports/embedding_map.png``.
 
@@ -64,6 +65,7 @@ def draw_embedding_map(
         pseudolabels: ``PSEUDOLABELS`` rows (id, auto_label, status).
         shortlist: ``SHORTLIST`` rows (id, reason).
         n_points: points drawn at most.
+        class_names: names of labels 0 and 1 for the legend.
     """
     import matplotlib
 
@@ -105,7 +107,8 @@ def draw_embedding_map(
                 continue
             # Labeled images are drawn last and larger so the seeds stay visible.
             big = status[rows] == "labeled"
-            legend: str | None = f"{name} ({int(mask.sum())})"
+            shown = class_names[int(name)] if name in {"0", "1"} else name
+            legend: str | None = f"{shown} ({int(mask.sum())})"
             for subset, size, z in ((mask & ~big, 6, 1), (mask & big, 22, 3)):
                 if subset.any():
                     ax.scatter(

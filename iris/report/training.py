@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 
 def plot_history(history: Sequence[Mapping[str, float | None]], path: Path) -> Path:
@@ -30,6 +31,7 @@ def plot_history(history: Sequence[Mapping[str, float | None]], path: Path) -> P
     lr_ax.set(title="learning rate (end of epoch)", xlabel="epoch")
     for ax in (loss_ax, acc_ax, lr_ax):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")

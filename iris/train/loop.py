@@ -415,12 +415,13 @@ def train_workdir(
             return _batches(loader, desc="train: validate", total=len(val_set))
 
     optimizer = torch.optim.AdamW(groups, lr=1.0, weight_decay=1e-4)
-    params = ScheduleParams(
-        factor=cfg.lr_factor,
-        model_size=cfg.model_size,
-        warmup=cfg.warmup_steps,
-        total=max(steps_per_epoch * cfg.epochs, 1),
-    )
+    total_steps = max(steps_per_epoch * cfg.epochs, 1)
+    # A warmup longer than the run would never reach the peak (e.g. 200 warmup steps on a
+    # few hundred images): cap it at half the planned steps.
+    warmup = min(cfg.warmup_steps, max(1, total_steps // 2))
+    if warmup < cfg.warmup_steps and checkpoint is None:
+        say(f"warmup_steps {cfg.warmup_steps} capped to {warmup}: half of the {total_steps} planned steps")
+    params = ScheduleParams(factor=cfg.lr_factor, model_size=cfg.model_size, warmup=warmup, total=total_steps)
     scheduler = make_scheduler(optimizer, cfg.schedule, params, scales=scales)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     if checkpoint is not None:

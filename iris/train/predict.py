@@ -25,6 +25,7 @@ from iris.errors import InputError
 from iris.progress import bar
 from iris.tables import FINAL_LABELS, IMAGES
 from iris.train.export import export_classifier, run_onnx, session
+from iris.train.loop import classifier_dir, load_checkpoint
 from iris.workdir import Workdir
 
 PROBABILITY_COLUMN = "probability"
@@ -101,10 +102,9 @@ def predict_workdir(
     paths = [workdir.root / p for p in todo["path"].to_list()]
 
     batch = batch_size or settings.train.batch_size
-    exported = export_classifier(workdir)
-    size = exported.image_size
-    if paths:  # parity on real test images, now that they are known
-        exported = export_classifier(workdir, parity_pixels=load_batch(paths[:8], size))
+    size = int(load_checkpoint(classifier_dir(workdir) / "best.pt")["config"]["image_size"])
+    # Parity is checked on real test images (random pixels only when there are none).
+    exported = export_classifier(workdir, parity_pixels=load_batch(paths[:8], size) if paths else None)
     sess = session(exported.path)
     probs = np.zeros(len(paths), dtype=np.float32)
     progress = bar(desc="predict", total=len(paths), unit="img")

@@ -52,7 +52,12 @@ def test_embed_reports_accuracy_parity_and_speed_then_resumes(tiny: Workdir) -> 
     assert "resnet18 at 32px, 512-d, built" in out
     assert "fine-tune: 1 epochs on 16 images, held-out accuracy" in out
     assert "parity torch vs ONNX Runtime: max abs diff" in out
-    assert "embedded 40 images (0 already in the store, 40 in all) at" in out and "images/s" in out
+    assert "embedded 40 images (0 already in the store, 40 in all) at" in out and "images/s on CPU" in out
+
+    code, out = run(tiny, "--backbone", "resnet18", "--finetune-epochs", "1", *SMALL)
+    assert code == 0, out
+    assert "built" not in out and "kept (settings unchanged)" in out
+    assert "embedded 0 images (40 already in the store, 40 in all)\n" in out
 
     code, out = run(tiny, "--backbone", "resnet18", "--finetune-epochs", "1", *SMALL, "--json")
     assert code == 0, out

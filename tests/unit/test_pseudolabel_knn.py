@@ -119,3 +119,13 @@ def test_leave_one_out_goes_through_the_same_vote() -> None:
     assert estimate.n_auto == 1
     assert estimate.accuracy == 0.0
     assert estimate.method == "leave-one-out kNN"
+
+
+def test_wilson_interval_matches_the_textbook_value() -> None:
+    from iris.pseudolabel.estimate import wilson_interval
+
+    low, high = wilson_interval(81, 100) or (0, 0)
+    assert low == pytest.approx(0.7222, abs=1e-4)
+    assert high == pytest.approx(0.8749, abs=1e-4)
+    assert wilson_interval(0, 0) is None
+    assert wilson_interval(10, 10) == (pytest.approx(0.7225, abs=1e-4), 1.0)

@@ -160,3 +160,16 @@ def test_edge_and_qdrant_client_stores_give_the_same_tables(tmp_path: Path) -> N
     assert edge[0] == server[0]
     for a, b in zip(edge[1:], server[1:], strict=True):
         assert a.equals(b)
+
+
+def test_the_estimate_skips_labels_the_backbone_was_tuned_on(
+    workdir: Workdir, store: VectorStore, pool: SyntheticPool
+) -> None:
+    gt = pool.ids[pool.split == "gt"].tolist()
+    store.set_payload({i: {"finetune": "train" if n % 3 else "heldout"} for n, i in enumerate(gt)})
+    report = pseudolabel(workdir, settings_for(workdir, estimate_folds=3), store)
+    assert report.estimate_n == len(gt[::3]) == 20
+    assert report.estimate_method.endswith("on labels the fine-tune held out")
+    assert report.labeled == 60  # every label still votes
+    assert report.estimate_low is not None and report.estimate_high is not None
+    assert report.estimate_low <= (report.estimate_accuracy or 0) <= report.estimate_high

@@ -152,3 +152,16 @@ def test_augmentation_keeps_the_size_and_varies_the_image(size: int) -> None:
     outputs = [augmentation(size)(image) for _ in range(4)]
     assert all(o.shape == (3, size, size) and o.dtype == torch.uint8 for o in outputs)
     assert any(not torch.equal(o, image) for o in outputs)
+
+
+def test_warmup_longer_than_the_run_is_capped_and_lr_follows_noam(digits) -> None:
+    from iris.train.schedule import ScheduleParams, noam
+
+    settings = tiny(Settings(), freeze_backbone=True, epochs=2, warmup_steps=200, lr_factor=1.0)
+    lines: list[str] = []
+    result = train_workdir(digits, settings, log=lines.append)
+    # 36 training images in batches of 12: 3 steps per epoch, 6 planned, warmup capped to 3
+    assert lines[0] == "warmup_steps 200 capped to 3: half of the 6 planned steps"
+    params = ScheduleParams(factor=1.0, model_size=256, warmup=3, total=6)
+    assert result.history[0]["lr"] == pytest.approx(noam(4, params))  # rate for the next step
+    assert result.history[1]["lr"] == pytest.approx(noam(7, params))
