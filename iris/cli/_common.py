@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,3 +63,30 @@ def echo_table(rows: list[dict[str, Any]], *, title: str | None = None) -> None:
     click.echo("  ".join("-" * w for w in widths))
     for c in cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+
+
+class LazyChoice(click.ParamType):
+    """A choice among a registry's names, imported only when the option is used.
+
+    Registries of backbones, heads or aggregators live next to heavy libraries (torch,
+    crowd-kit); importing them while the CLI starts would make even ``iris --help`` slow.
+    """
+
+    name = "choice"
+
+    def __init__(self, module: str, attribute: str, *, metavar: str = "NAME") -> None:
+        self.module = module
+        self.attribute = attribute
+        self.metavar = metavar
+
+    def choices(self) -> list[str]:
+        return sorted(getattr(importlib.import_module(self.module), self.attribute))
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return self.metavar
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        choices = self.choices()
+        if value not in choices:
+            self.fail(f"{value!r} is not one of {', '.join(choices)}", param, ctx)
+        return value

@@ -7,14 +7,13 @@ from dataclasses import asdict
 
 import click
 
-from iris.aggregate import AGGREGATORS, aggregate_workdir
-from iris.cli._common import CliState, echo_table, json_option, pass_state
+from iris.cli._common import CliState, LazyChoice, echo_table, json_option, pass_state
 
 
 @click.command("aggregate")
 @click.option(
     "--method",
-    type=click.Choice(sorted(AGGREGATORS)),
+    type=LazyChoice("iris.aggregate", "AGGREGATORS", metavar="METHOD"),
     default=None,
     help="Aggregation method (default from iris.toml: aggregate.method).",
 )
@@ -27,6 +26,8 @@ from iris.cli._common import CliState, echo_table, json_option, pass_state
 @pass_state
 def aggregate_command(state: CliState, method: str | None, honeypots: bool | None, as_json: bool) -> None:
     """Aggregate tables/answers into tables/aggregated and tables/workers."""
+    from iris.aggregate import aggregate_workdir
+
     workdir = state.workdir
     settings = state.settings(aggregate={"method": method, "use_honeypots": honeypots})
     report = aggregate_workdir(workdir, settings)

@@ -6,13 +6,15 @@ import json
 
 import click
 
-from iris.cli._common import CliState, json_option, pass_state
-from iris.embed.backbones import BACKBONES
+from iris.cli._common import CliState, LazyChoice, json_option, pass_state
 
 
 @click.command("embed")
 @click.option(
-    "--backbone", type=click.Choice(list(BACKBONES)), default=None, help="Backbone (default from iris.toml)."
+    "--backbone",
+    type=LazyChoice("iris.embed.backbones", "BACKBONES"),
+    default=None,
+    help="Backbone (default from iris.toml).",
 )
 @click.option("--weights", default=None, help="imagenet, none, or a path to a state-dict file.")
 @click.option(
