@@ -68,7 +68,11 @@ def bench(n: int, *, dim: int, labeled: int, test: int, with_map: bool, seed: in
         "stage s": round(stage_s, 1),
         "qdrant s": round(qdrant, 1),
         "qdrant share": f"{qdrant / stage_s:.0%}",
-        "kmeans+estimate s": round(report.timings["kmeans"] + report.timings["estimate"], 1),
+        "knn s": round(report.timings["knn"], 1),
+        "kmeans s": round(report.timings["kmeans"], 1),
+        "estimate s": round(report.timings["estimate"], 1),
+        "neighbours s": round(sel.timings["neighbours"], 1),
+        "payload s": round(report.timings["payload"] + sel.timings["payload"], 1),
         "auto": f"{report.auto_fraction:.1%}",
         "problematic": f"{report.problematic_fraction:.1%}",
         "shortlist": f"{sel.shortlist_fraction:.1%}",
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
             )
         )
-        print(f"done {n}", file=sys.stderr, flush=True)
+        print(f"done {rows[-1]}", file=sys.stderr, flush=True)
     echo_table(rows, title=f"pseudolabel + select on {os.cpu_count()} CPU cores (Qdrant Edge)")
     return 0
 

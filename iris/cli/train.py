@@ -7,25 +7,30 @@ import json
 
 import click
 
-from iris.cli._common import CliState, json_option, pass_state, seed_option
-from iris.embed.backbones import BACKBONES
-from iris.train.heads import HEADS
-from iris.train.schedule import SCHEDULES
+from iris.cli._common import CliState, LazyChoice, json_option, pass_state, seed_option
 
 
 @click.command("train")
 @click.option(
-    "--backbone", type=click.Choice(list(BACKBONES)), default=None, help="Backbone (default from iris.toml)."
+    "--backbone",
+    type=LazyChoice("iris.embed.backbones", "BACKBONES"),
+    default=None,
+    help="Backbone (default from iris.toml).",
 )
 @click.option("--weights", default=None, help="imagenet, none, or a path to a state-dict file.")
-@click.option("--head", type=click.Choice(list(HEADS)), default=None, help="Classification head.")
+@click.option(
+    "--head", type=LazyChoice("iris.train.heads", "HEADS"), default=None, help="Classification head."
+)
 @click.option("--image-size", type=click.IntRange(min=16), default=None, help="Input side in pixels.")
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Epochs in all (a resume continues)."
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option(
-    "--schedule", type=click.Choice(sorted(SCHEDULES)), default=None, help="Learning-rate schedule."
+    "--schedule",
+    type=LazyChoice("iris.train.schedule", "SCHEDULES"),
+    default=None,
+    help="Learning-rate schedule.",
 )
 @click.option("--warmup-steps", type=click.IntRange(min=1), default=None)
 @click.option(
