@@ -35,6 +35,7 @@ class RunContext:
     workdir: Workdir
     settings: Settings
     manifests: dict[str, Any] = field(default_factory=dict)
+    echo: Callable[[str], None] = click.echo
     _store: VectorStore | None = None
 
     @property
@@ -137,7 +138,7 @@ def _propagate(ctx: RunContext) -> dict[str, Any]:
 def _train(ctx: RunContext) -> dict[str, Any]:
     from iris.train.loop import train_workdir
 
-    return _summary(train_workdir(ctx.workdir, ctx.settings))
+    return _summary(train_workdir(ctx.workdir, ctx.settings, log=ctx.echo))
 
 
 def _predict(ctx: RunContext) -> dict[str, Any]:
@@ -211,7 +212,7 @@ def run_pipeline(
     if redo:
         first = min(STAGE_NAMES.index(name) for name in redo)
         state.forget(STAGE_NAMES[first:])
-    ctx = RunContext(workdir=workdir, settings=settings, manifests=state.data.get("manifests", {}))
+    ctx = RunContext(workdir=workdir, settings=settings, manifests=state.data.get("manifests", {}), echo=echo)
     try:
         for stage in STAGES:
             if state.done(stage.name):
