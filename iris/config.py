@@ -182,6 +182,9 @@ class CrowdSettings:
     """Simulated crowd: share who pass the exam, then click through pages too fast, mostly one answer."""
     pages_per_worker: int = 12
     """Simulated crowd: mean number of pages a person does before leaving."""
+    pace_s: float = 0.0
+    """Simulated crowd: wall-clock seconds to wait after each page bought (0 = at once), to
+    watch a campaign progress or to interrupt one in a test."""
     seed: int = 0
 
 

@@ -32,7 +32,9 @@ FLAGS = [
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs headless Chromium (Debian package chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs headless Chromium (Debian package chromium)"
+    ),
 ]
 
 
@@ -68,13 +70,25 @@ def campaign_dir(tmp_path: Path) -> Workdir:
         split = "gt" if i < 8 else "pool"
         label = i % 2 if split == "gt" else None
         rows.append(
-            {"id": i + 1, "source": f"img{i}.png", "path": rel, "split": split, "label": label,
-             "width": 32, "height": 32, "sha256": f"{i:064x}"}
+            {
+                "id": i + 1,
+                "source": f"img{i}.png",
+                "path": rel,
+                "split": split,
+                "label": label,
+                "width": 32,
+                "height": 32,
+                "sha256": f"{i:064x}",
+            }
         )
     tables.write(pl.DataFrame(rows, schema=tables.IMAGES), workdir.table("images"))
     shortlist = pl.DataFrame(
-        {"id": list(range(9, 15)), "reason": ["problematic"] * 6, "problematic_neighbours": [0] * 6,
-         "priority": list(range(6))},
+        {
+            "id": list(range(9, 15)),
+            "reason": ["problematic"] * 6,
+            "problematic_neighbours": [0] * 6,
+            "priority": list(range(6)),
+        },
         schema=tables.SHORTLIST,
     )
     tables.write(shortlist, workdir.table("shortlist"))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -330,12 +331,14 @@ def simulate(
         inputs: spec, tasks (id, source, path, priority) and the ground-truth split.
         truth: id → true label for every task and ground-truth image.
         difficulty: id → difficulty in [0, 1] (missing ids count as 0.3).
-        population: ``workers``, ``spammers``, ``fast_clickers``, ``pages_per_worker``, ``seed``.
+        population: ``workers``, ``spammers``, ``fast_clickers``, ``pages_per_worker``, ``seed``
+            and optionally ``pace_s`` (wall-clock pause after each page bought).
         log: purchase log to resume from and append to; None keeps everything in memory.
     """
     spec = inputs.spec
     rules = spec.rules
     seed = int(population["seed"])
+    pace_s = float(population.get("pace_s", 0.0))
     task_ids = np.asarray(inputs.tasks.sort("priority", "id")["id"].to_list(), dtype=np.int64)
     n_tasks = len(task_ids)
     need = np.full(n_tasks, spec.overlap, dtype=np.int64)
@@ -479,6 +482,8 @@ def simulate(
                         "price": spec.price_per_page,
                     }
                 )
+                if pace_s:
+                    time.sleep(pace_s)
             elif prior["tasks"] != page_tasks or prior["labels"] != labels:
                 raise CrowdError(
                     f"simulated crowd: {log.path} holds page {page_id} with other answers than this run "
@@ -588,6 +593,7 @@ class SimulatedBackend:
             "spammers": c.spammers,
             "fast_clickers": c.fast_clickers,
             "pages_per_worker": c.pages_per_worker,
+            "pace_s": c.pace_s,
             "seed": c.seed,
         }
 
