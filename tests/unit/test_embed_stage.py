@@ -84,6 +84,10 @@ def test_embeds_every_image_with_its_payload(workdir: Workdir) -> None:
     meta = json.loads((workdir.models / "embedder.json").read_text())
     assert meta["config"]["backbone"] == "resnet18" and meta["dim"] == 512
     assert meta["finetune"]["epochs"] == 1 and len(meta["finetune"]["history"]) == 1
+    # the held-out fold is marked so that accuracy estimates can leave trained-on labels out
+    marks = [p.get("finetune") for p in exported.payloads if p["has_label"]]
+    assert marks.count("heldout") == report.heldout_size
+    assert marks.count("train") == len(meta["finetune"]["trained_ids"]) == len(marks) - report.heldout_size
     assert (workdir.models / "embedder.pt").is_file() and (workdir.models / "embedder.onnx").is_file()
 
 
@@ -181,7 +185,7 @@ def test_missing_or_empty_images_table(workdir: Workdir) -> None:
 
 
 def test_payload_statuses() -> None:
-    row = {"split": "pool", "source": "s", "label": None}
+    row = {"id": 7, "split": "pool", "source": "s", "label": None}
     assert payload_for(row, "f") == {
         "split": "pool",
         "source": "s",
@@ -190,4 +194,6 @@ def test_payload_statuses() -> None:
         "embedder": "f",
     }
     assert payload_for({**row, "split": "gt", "label": 1}, "f")["status"] == "gt"
+    assert payload_for({**row, "split": "gt", "label": 1}, "f", frozenset({7}))["finetune"] == "train"
+    assert payload_for({**row, "split": "gt", "label": 1}, "f")["finetune"] == "heldout"
     assert payload_for({**row, "split": "test"}, "f")["status"] == "test"
