@@ -120,6 +120,11 @@ def _crowd(ctx: RunContext) -> dict[str, Any]:
             f"the {report.backend} crowd campaign is {report.state}: {report.tasks_done}/{report.tasks} "
             "tasks have their answers; run `iris run` again later to collect and go on"
         )
+    if report.tasks_done < report.tasks:
+        ctx.echo(
+            f"[crowd] warning: only {report.tasks_done}/{report.tasks} tasks got their full overlap "
+            "(the crowd ran out); the rest are labeled from what answers they have, or by propagation"
+        )
     return _summary(report)
 
 

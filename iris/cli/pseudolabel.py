@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from iris.cli._common import CliState, echo_table, json_option, pass_state, seed_option
 from iris.pseudolabel.members import METRICS, WEIGHTINGS
-from iris.pseudolabel.stage import PseudolabelReport
-from iris.select import SelectReport
+
+if TYPE_CHECKING:  # the stages import scikit-learn: keep them out of the CLI's start-up
+    from iris.pseudolabel.stage import PseudolabelReport
+    from iris.select import SelectReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -48,6 +48,11 @@ from iris.errors import ColumnError, CrowdError, InputError
 from iris.progress import bar
 
 MAX_COHORTS = 20
+AMBIGUITY_TO_DIFFICULTY = 0.6
+"""How much of the kNN ensemble's doubt (1 − knn_share) people share. People look at the
+image, not at a 1280-d embedding: an image the ensemble splits on is harder for them too,
+but far from a coin toss (at 1.0 nearly every honest worker on a shortlist of ambiguous
+images fell under the majority-agreement rule)."""
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 """Virtual time starts here, so that replays are identical."""
 
@@ -229,7 +234,8 @@ def load_truth(inputs: CampaignInputs, settings: Settings) -> dict[int, int]:
 
 
 def load_difficulty(inputs: CampaignInputs, ids: list[int], *, seed: int) -> dict[int, float]:
-    """Per-image difficulty in [0, 1]: ``1 − knn_share`` where pseudo-labels exist, else a draw."""
+    """Per-image difficulty in [0, 1]: ``AMBIGUITY_TO_DIFFICULTY · (1 − knn_share)`` where
+    pseudo-labels exist, else a draw."""
     rng = np.random.default_rng([seed, 11])
     drawn = rng.beta(2.0, 5.0, size=len(ids))
     difficulty = {i: float(d) for i, d in zip(ids, drawn, strict=True)}
@@ -238,7 +244,7 @@ def load_difficulty(inputs: CampaignInputs, ids: list[int], *, seed: int) -> dic
         pl_table = pl.read_parquet(path, columns=["id", "knn_share"])
         for i, share in zip(pl_table["id"].to_list(), pl_table["knn_share"].to_list(), strict=True):
             if i in difficulty and share is not None:
-                difficulty[i] = float(min(max(1.0 - share, 0.0), 1.0))
+                difficulty[i] = AMBIGUITY_TO_DIFFICULTY * float(min(max(1.0 - share, 0.0), 1.0))
     return difficulty
 
 
