@@ -8,7 +8,7 @@ import click
 
 from iris.cli._common import CliState, echo_table, pass_state
 from iris.pipeline import STAGE_NAMES, run_pipeline
-from iris.report.summary import stage_rows, write_report
+from iris.report.summary import draw_pictures, stage_rows, write_report
 
 _stage = click.Choice(STAGE_NAMES)
 
@@ -42,7 +42,9 @@ def run_command(
             "test": str(test.resolve()) if test else None,
         }
     workdir = state.workdir
-    run_state = run_pipeline(workdir, state.settings(), manifests=manifests, until=until, redo=redo)
+    settings = state.settings()
+    run_state = run_pipeline(workdir, settings, manifests=manifests, until=until, redo=redo)
+    draw_pictures(workdir, settings, run_state)
     echo_table(stage_rows(run_state), title="\nstages")
     report = write_report(workdir, run_state, {})
     click.echo(f"\nreport: {report}")
@@ -64,9 +66,11 @@ def run_command(
 def demo_command(root: Path, limit: int | None, n_labeled: int, seed: int, fast: bool) -> None:
     """Build the Fashion-MNIST benchmark (T-shirt/top vs Shirt), run the whole pipeline
     with the embedded Qdrant and a simulated crowd, and score it against the answer key."""
+    from iris.config import load_settings
     from iris.demo import run_demo
 
     workdir, run_state, figures = run_demo(root, limit=limit, n_labeled=n_labeled, seed=seed, fast=fast)
+    draw_pictures(workdir, load_settings(workdir.root), run_state)
     echo_table(stage_rows(run_state), title="\nstages")
     echo_table([{"figure": k, "value": v} for k, v in figures.items()], title="\nsummary")
     report = write_report(workdir, run_state, figures)

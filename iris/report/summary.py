@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from iris.config import Settings
 from iris.pipeline import STAGE_NAMES, RunState
 from iris.workdir import Workdir
 
@@ -31,6 +32,20 @@ def stage_rows(state: RunState) -> list[dict[str, Any]]:
         else:
             rows.append({"stage": name, "seconds": entry["seconds"], "summary": _flat(entry["summary"])})
     return rows
+
+
+def draw_pictures(workdir: Workdir, settings: Settings, state: RunState) -> list[Path]:
+    """Draw the pictures the stages do not draw themselves (data stats, worker skills)."""
+    drawn = []
+    if state.done("ingest"):
+        from iris.data.stats import data_stats
+
+        drawn.append(data_stats(workdir, task=settings.task)[1])
+    if state.done("aggregate"):
+        from iris.report.crowd import crowd_report
+
+        drawn.append(crowd_report(workdir, settings)[1])
+    return drawn
 
 
 def write_report(workdir: Workdir, state: RunState, headline: dict[str, Any]) -> Path:
