@@ -41,10 +41,26 @@ def export_onnx(net: PixelNet, path: Path, *, image_size: int) -> Path:
     Raises:
         ModelError: the exporter failed.
     """
-    net = net.eval().cpu()
+    tmp = path.with_name(path.name + ".tmp")
+    export_pixel_model(
+        net.eval().cpu(), tmp, image_size=image_size, output_name=OUTPUT_NAME, what=net.backbone_name
+    )
+    tmp.replace(path)
+    return path
+
+
+def export_pixel_model(
+    module: torch.nn.Module, path: Path, *, image_size: int, output_name: str, what: str
+) -> Path:
+    """Write ``module`` (uint8 RGB ``(n, size, size, 3)`` in, input ``pixels``) to ``path`` as a
+    single-file ONNX model with a dynamic batch axis. The embedder and the final classifier
+    are both exported through here.
+
+    Raises:
+        ModelError: the exporter failed (``path`` is removed).
+    """
     example = torch.zeros((2, image_size, image_size, 3), dtype=torch.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     # The dynamo exporter prints its steps and warns loudly; keep the CLI output readable.
     quiet = io.StringIO()
     try:
@@ -56,20 +72,19 @@ def export_onnx(net: PixelNet, path: Path, *, image_size: int) -> Path:
         ):
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                net,
+                module,
                 (example,),
-                str(tmp),
+                str(path),
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                output_names=[output_name],
                 dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=65536)}},
                 dynamo=True,
                 external_data=False,
                 verbose=False,
             )
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"ONNX export of {net.backbone_name} failed: {type(exc).__name__}: {exc}") from None
-    tmp.replace(path)
+        path.unlink(missing_ok=True)
+        raise ModelError(f"ONNX export of {what} failed: {type(exc).__name__}: {exc}") from None
     return path
 
 

@@ -7,13 +7,8 @@ the probability of the positive class.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +17,12 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
+from iris.embed.export import INPUT_NAME, export_pixel_model
 from iris.errors import ModelError
 from iris.train.heads import Probability, build_classifier
 from iris.train.loop import classifier_dir, load_checkpoint
 from iris.workdir import Workdir
 
-INPUT_NAME = "pixels"
 OUTPUT_NAME = "probability"
 
 
@@ -43,22 +38,6 @@ class ExportedModel:
 
 def onnx_path(workdir: Workdir) -> Path:
     return workdir.models / "classifier.onnx"
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The dynamo exporter prints its steps and warns loudly; keep the CLI output readable."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
-    levels = [logger.level for logger in loggers]
-    try:
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -105,25 +84,10 @@ def export_classifier(
     classifier = build_classifier(config, pretrained=False)
     classifier.load_state_dict(checkpoint["model"])
     model = Probability(classifier).eval()
-    example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    try:
-        with _quiet():
-            torch.onnx.export(
-                model,
-                (example,),
-                str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=65536)}},
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-            )
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ModelError(f"ONNX export of the classifier ({config['backbone']}) failed: {exc}") from None
+    export_pixel_model(
+        model, tmp, image_size=size, output_name=OUTPUT_NAME, what=f"the classifier ({config['backbone']})"
+    )
 
     if parity_pixels is None or len(parity_pixels) == 0:
         parity_pixels = np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
