@@ -65,6 +65,22 @@ class Plan:
     objects: list[str] = field(default_factory=list)
     """Human-readable list of what would be created."""
 
+    @classmethod
+    def of(cls, backend: str, inputs: CampaignInputs, objects: list[str]) -> Plan:
+        """The plan of carrying out ``inputs`` as its spec says (counts and cost from the spec)."""
+        spec, n = inputs.spec, inputs.tasks.height
+        return cls(
+            backend=backend,
+            tasks=n,
+            training=inputs.role("training").height,
+            exam=inputs.role("exam").height,
+            honeypots=inputs.role("honeypot").height,
+            pages=spec.pages_for(n),
+            answers=n * spec.overlap,
+            cost=spec.cost_for(n),
+            objects=objects,
+        )
+
 
 @dataclass(frozen=True)
 class CampaignStatus:

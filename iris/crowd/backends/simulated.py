@@ -607,16 +607,10 @@ class SimulatedBackend:
         load_truth(inputs, self.settings)  # fails early when the virtual people lack the truth
         spec = inputs.spec
         n = inputs.tasks.height
-        return Plan(
-            backend=self.name,
-            tasks=n,
-            training=inputs.role("training").height,
-            exam=inputs.role("exam").height,
-            honeypots=inputs.role("honeypot").height,
-            pages=spec.pages_for(n),
-            answers=n * spec.overlap,
-            cost=spec.cost_for(n),
-            objects=[
+        return Plan.of(
+            self.name,
+            inputs,
+            [
                 f"population of {self.settings.crowd.workers} virtual people per cohort "
                 f"({self.settings.crowd.spammers:.0%} spammers, {self.settings.crowd.fast_clickers:.0%} "
                 "fast clickers)",

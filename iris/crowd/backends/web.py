@@ -363,22 +363,15 @@ class WebBackend:
 
     def plan(self, inputs: CampaignInputs) -> Plan:
         spec = inputs.spec
-        n = inputs.tasks.height
         if inputs.role("honeypot").height < spec.honeypots_per_page:
             raise CrowdError(
                 f"web labeler: {inputs.role('honeypot').height} honeypots, "
                 f"a page needs {spec.honeypots_per_page}"
             )
-        return Plan(
-            backend=self.name,
-            tasks=n,
-            training=inputs.role("training").height,
-            exam=inputs.role("exam").height,
-            honeypots=inputs.role("honeypot").height,
-            pages=spec.pages_for(n),
-            answers=n * spec.overlap,
-            cost=spec.cost_for(n),
-            objects=[
+        return Plan.of(
+            self.name,
+            inputs,
+            [
                 f"SQLite campaign at {self.state_dir / 'labeler.db'}",
                 "serve it with `iris crowd serve` and send people its address",
             ],
