@@ -20,8 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
-if ! $PYTHON -c "import iris, toloka.client, pytest, playwright" >/dev/null 2>&1 \
-   || ! $PYTHON -m pip show iris-labeling >/dev/null 2>&1; then
+# Installed, importable, and installed from this checkout (not from another clone)?
+here="$(pwd)/iris"
+installed=$(cd / && $PYTHON -c "import iris, toloka.client, pytest, playwright, os; print(os.path.dirname(iris.__file__))" 2>/dev/null || true)
+if [ "$installed" != "$here" ]; then
   echo "installing iris and its Python dependencies (torch 2.14.1 comes from the local cache)"
   $PYTHON -m pip install -q --disable-pip-version-check -e ".[toloka,dev]"
 fi
