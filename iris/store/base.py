@@ -177,6 +177,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def check_collection(
+    existing: tuple[int, Distance] | None, *, dim: int, distance: Distance, where: str
+) -> bool:
+    """Validate a requested collection shape against the existing one (None: none yet).
+
+    Returns:
+        True when the collection exists already (with this size and distance).
+
+    Raises:
+        StoreError: an unknown distance or a size below 1.
+        DimensionError: the existing collection differs (both values are named).
+    """
+    if distance not in DISTANCES:
+        raise StoreError(f"distance {distance!r} is not one of {', '.join(DISTANCES)}")
+    if dim < 1:
+        raise StoreError(f"dim={dim} should be >= 1")
+    if existing is None:
+        return False
+    if tuple(existing) != (dim, distance):
+        raise DimensionError(
+            f"{where} holds {existing[0]}-d {existing[1]} vectors; asked for {dim}-d {distance} "
+            "(use another collection or re-embed)"
+        )
+    return True
+
+
 def check_queries(vectors: npt.NDArray[np.float32], *, k: int, dim: int | None) -> npt.NDArray[np.float32]:
     """Validate query vectors (n, dim) and ``k``; returns them as C-contiguous float32."""
     matrix = np.asarray(vectors, dtype=np.float32)

@@ -39,13 +39,13 @@ import qdrant_edge as qe
 
 from iris.errors import DimensionError, StageOrderError, StoreError
 from iris.store.base import (
-    DISTANCES,
     INDEXED_KEYS,
     Distance,
     Exported,
     Filter,
     Hit,
     Payload,
+    check_collection,
     check_points,
     check_queries,
     clean_payload,
@@ -266,18 +266,8 @@ class EdgeStore:
         Raises:
             DimensionError: the existing collection differs (both values are named).
         """
-        if distance not in DISTANCES:
-            raise StoreError(f"distance {distance!r} is not one of {', '.join(DISTANCES)}")
-        if dim < 1:
-            raise StoreError(f"dim={dim} should be >= 1")
-        meta = self._meta()
-        if meta is not None:
-            have_dim, have_distance = meta
-            if (have_dim, have_distance) != (dim, distance):
-                raise DimensionError(
-                    f"collection {self.collection!r} in {self.path} holds {have_dim}-d {have_distance} "
-                    f"vectors; asked for {dim}-d {distance} (use another collection or re-embed)"
-                )
+        where = f"collection {self.collection!r} in {self.path}"
+        if check_collection(self._meta(), dim=dim, distance=distance, where=where):
             if self._handle is None:
                 self._attach(None)
             return

@@ -27,13 +27,13 @@ from qdrant_client import QdrantClient, models
 
 from iris.errors import DimensionError, StageOrderError, StoreError
 from iris.store.base import (
-    DISTANCES,
     INDEXED_KEYS,
     Distance,
     Exported,
     Filter,
     Hit,
     Payload,
+    check_collection,
     check_points,
     check_queries,
     clean_payload,
@@ -197,17 +197,8 @@ class ServerStore:
         Raises:
             DimensionError: the existing collection differs (both values are named).
         """
-        if distance not in DISTANCES:
-            raise StoreError(f"distance {distance!r} is not one of {', '.join(DISTANCES)}")
-        if dim < 1:
-            raise StoreError(f"dim={dim} should be >= 1")
-        params = self._params()
-        if params is not None:
-            if params != (dim, distance):
-                raise DimensionError(
-                    f"collection {self.collection!r} on {self.location} holds {params[0]}-d {params[1]} "
-                    f"vectors; asked for {dim}-d {distance} (use another collection or re-embed)"
-                )
+        where = f"collection {self.collection!r} on {self.location}"
+        if check_collection(self._params(), dim=dim, distance=distance, where=where):
             return
         self._call(
             "create_collection",
