@@ -14,6 +14,7 @@ Backends keep their state under ``WORK/crowd/<backend>/`` so a killed process re
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -103,6 +104,17 @@ class Collected:
     """ANSWERS table (honeypot answers kept, with is_honeypot True)."""
     bans: pl.DataFrame
     """BANS table (see iris.crowd.quality)."""
+
+
+def tasks_done(answers: pl.DataFrame, *, overlap: int, ignore_workers: Collection[str] = ()) -> int:
+    """Real tasks (not honeypots) with at least ``overlap`` answers, not counting ``ignore_workers``.
+
+    Args:
+        answers: ANSWERS table.
+    """
+    real = answers.filter(~pl.col("is_honeypot") & ~pl.col("worker").is_in(list(ignore_workers)))
+    per_task = real.group_by("task").len()
+    return int((per_task["len"] >= overlap).sum()) if per_task.height else 0
 
 
 @runtime_checkable

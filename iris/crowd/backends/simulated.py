@@ -41,7 +41,7 @@ import polars as pl
 from iris import tables
 from iris.config import Settings, TaskSettings
 from iris.crowd import quality
-from iris.crowd.backends.base import CampaignInputs, CampaignStatus, Collected, Plan
+from iris.crowd.backends.base import CampaignInputs, CampaignStatus, Collected, Plan, tasks_done
 from iris.crowd.pages import assemble_page, pick_honeypots
 from iris.data.ids import clean_source
 from iris.errors import ColumnError, CrowdError, InputError
@@ -539,9 +539,7 @@ def simulate(
     answers = answers.rechunk()
     if rules.reject_banned and bans.height:
         answers = answers.filter(~pl.col("worker").is_in(bans["worker"].to_list()))
-    real = answers.filter(~pl.col("is_honeypot"))
-    per_task = real.group_by("task").len()
-    tasks_done = int((per_task["len"] >= spec.overlap).sum()) if per_task.height else 0
+    n_done = tasks_done(answers, overlap=spec.overlap)
     result = SimulationResult(
         answers=answers,
         bans=bans,
@@ -558,8 +556,8 @@ def simulate(
         ),
         pages=len(pages_paid),
         cost=round(sum(pages_paid.values()) + exam_cost, 4),
-        complete=tasks_done == n_tasks,
-        tasks_done=tasks_done,
+        complete=n_done == n_tasks,
+        tasks_done=n_done,
         workers=[s.worker for s in states.values()],
     )
     if log is not None:
@@ -569,7 +567,7 @@ def simulate(
                 "complete": result.complete,
                 "pages": result.pages,
                 "cost": result.cost,
-                "tasks_done": tasks_done,
+                "tasks_done": n_done,
                 "tasks_total": n_tasks,
             }
         )
@@ -678,9 +676,7 @@ class SimulatedBackend:
         if not log.records and not log.meta:
             return CampaignStatus(backend=self.name, state="not-launched", tasks_total=inputs.tasks.height)
         answers = self._answers_from_log(log)
-        real = answers.filter(~pl.col("is_honeypot"))
-        per_task = real.group_by("task").len()
-        done = int((per_task["len"] >= inputs.spec.overlap).sum()) if per_task.height else 0
+        done = tasks_done(answers, overlap=inputs.spec.overlap)
         bans = self._bans_from_log(log)
         state = "stopped" if log.meta.get("stopped") else "complete" if log.meta.get("done") else "running"
         return CampaignStatus(

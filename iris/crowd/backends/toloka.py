@@ -39,7 +39,7 @@ import polars as pl
 from iris import tables
 from iris.config import Settings
 from iris.crowd import quality
-from iris.crowd.backends.base import CampaignInputs, CampaignStatus, Collected, Plan
+from iris.crowd.backends.base import CampaignInputs, CampaignStatus, Collected, Plan, tasks_done
 from iris.crowd.instructions import render_instructions
 from iris.crowd.spec import CampaignSpec
 from iris.errors import CrowdError
@@ -586,9 +586,7 @@ class TolokaBackend:
             return CampaignStatus(backend=self.name, state="not-launched", tasks_total=inputs.tasks.height)
         pool = self.client.get_pool(state["main_pool_id"])
         answers = self._answers(self._log())
-        real = answers.filter(~pl.col("is_honeypot"))
-        per_task = real.group_by("task").len()
-        done = int((per_task["len"] >= inputs.spec.overlap).sum()) if per_task.height else 0
+        done = tasks_done(answers, overlap=inputs.spec.overlap)
         bans = quality.evaluate(answers, inputs.gold, inputs.spec.rules, now=datetime.now(UTC))
         pool_status = str(getattr(pool.status, "value", pool.status))
         reason = str(getattr(pool.last_close_reason, "value", pool.last_close_reason))

@@ -27,7 +27,7 @@ import polars as pl
 from iris import tables
 from iris.config import Settings
 from iris.crowd import quality
-from iris.crowd.backends.base import CampaignInputs, CampaignStatus, Collected, Plan
+from iris.crowd.backends.base import CampaignInputs, CampaignStatus, Collected, Plan, tasks_done
 from iris.crowd.pages import assemble_page, pick_honeypots
 from iris.errors import CrowdError
 
@@ -388,9 +388,7 @@ class WebBackend:
         counts = db.counts()
         answers = db.answers()
         banned = set(db.bans()["worker"].to_list())
-        valid = answers.filter(~pl.col("is_honeypot") & ~pl.col("worker").is_in(list(banned)))
-        per_task = valid.group_by("task").len()
-        done = int((per_task["len"] >= inputs.spec.overlap).sum()) if per_task.height else 0
+        done = tasks_done(answers, overlap=inputs.spec.overlap, ignore_workers=banned)
         stopped = db.meta("stopped") == "1"
         state = "stopped" if stopped else "complete" if done >= inputs.tasks.height else "running"
         return CampaignStatus(
