@@ -39,6 +39,19 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)  # type: ignore[return-value]
 
 
+def backbone_options(func: F) -> F:
+    """``--backbone`` and ``--weights``, shared by ``iris embed`` and ``iris train``."""
+    func = click.option("--weights", default=None, help="imagenet, none, or a path to a state-dict file.")(
+        func
+    )
+    return click.option(  # type: ignore[return-value]
+        "--backbone",
+        type=LazyChoice("iris.embed.backbones", "BACKBONES"),
+        default=None,
+        help="Backbone (default from iris.toml).",
+    )(func)
+
+
 def seed_option(func: F) -> F:
     return click.option("--seed", type=int, default=None, help="Random seed (default from iris.toml).")(func)  # type: ignore[return-value]
 

@@ -6,17 +6,11 @@ import json
 
 import click
 
-from iris.cli._common import CliState, LazyChoice, json_option, pass_state
+from iris.cli._common import CliState, backbone_options, json_option, pass_state
 
 
 @click.command("embed")
-@click.option(
-    "--backbone",
-    type=LazyChoice("iris.embed.backbones", "BACKBONES"),
-    default=None,
-    help="Backbone (default from iris.toml).",
-)
-@click.option("--weights", default=None, help="imagenet, none, or a path to a state-dict file.")
+@backbone_options
 @click.option(
     "--finetune-epochs", type=click.IntRange(min=0), default=None, help="0 keeps frozen ImageNet features."
 )

@@ -7,17 +7,11 @@ import json
 
 import click
 
-from iris.cli._common import CliState, LazyChoice, json_option, pass_state, seed_option
+from iris.cli._common import CliState, LazyChoice, backbone_options, json_option, pass_state, seed_option
 
 
 @click.command("train")
-@click.option(
-    "--backbone",
-    type=LazyChoice("iris.embed.backbones", "BACKBONES"),
-    default=None,
-    help="Backbone (default from iris.toml).",
-)
-@click.option("--weights", default=None, help="imagenet, none, or a path to a state-dict file.")
+@backbone_options
 @click.option(
     "--head", type=LazyChoice("iris.train.heads", "HEADS"), default=None, help="Classification head."
 )
