@@ -4,39 +4,190 @@ Every stage has a section (a frozen dataclass below). A key ``store.url`` can be
 ``[store] url = ...`` in ``iris.toml``, as ``IRIS_STORE_URL`` in the environment, or by a
 flag the command exposes. ``IRIS_QDRANT_URL`` and ``IRIS_QDRANT_API_KEY`` are aliases for
 ``store.url`` and ``store.api_key``.
+
+Each field declares what it allows, next to its default and once: its type (``int``,
+``float``, ``bool``, ``str``, a ``Literal`` of choices, or a ``tuple`` of those) and, in
+``Annotated``, constraints such as :func:`at_least`, :func:`above`, :func:`between`,
+:class:`Matches`, :data:`NOT_EMPTY` or :data:`DISTINCT`::
+
+    overlap: Annotated[int, at_least(1)] = 3
+
+:func:`load_settings` turns each source into the declared types (``2.9`` is not an
+integer, it is refused rather than truncated), merges them, then checks every merged value
+against its declaration. A bad value stops the command before any stage starts, with one
+line naming the key, the value, where it came from and what is allowed::
+
+    crowd.overlap = 0 (from IRIS_CROWD_OVERLAP): expected an integer >= 1
+
+Unknown sections and keys in ``iris.toml`` are refused (naming the nearest real key):
+the file is iris's own and a misspelt key would silently fall back to its default. An
+unknown ``IRIS_*`` variable only gets a warning naming the nearest real one, because the
+environment is shared with other programs and shells. Rules that tie two fields together
+(honeypots per page below the page size, two class names that differ) live with the
+code that needs them, e.g. :class:`iris.crowd.spec.CampaignSpec`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import math
 import os
+import re
 import tomllib
 import typing
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from iris.errors import ConfigError
 
 CONFIG_FILE = "iris.toml"
 
 
+# --- constraints -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Numbers from ``low`` to ``high`` (``None``: no bound); ``closed`` says which ends belong."""
+
+    low: float | None = None
+    high: float | None = None
+    closed: Literal["both", "left", "right", "neither"] = "both"
+
+    def allows(self, value: Any) -> bool:
+        low_in = self.closed in {"both", "left"}
+        high_in = self.closed in {"both", "right"}
+        if self.low is not None and not (value >= self.low if low_in else value > self.low):
+            return False
+        return self.high is None or (value <= self.high if high_in else value < self.high)
+
+    def describe(self) -> str:
+        low_in = self.closed in {"both", "left"}
+        high_in = self.closed in {"both", "right"}
+        if self.low is not None and self.low == self.high:
+            return _number(self.low)
+        if self.high is None:
+            return f"{'>=' if low_in else '>'} {_number(self.low)}" if self.low is not None else "any"
+        if self.low is None:
+            return f"{'<=' if high_in else '<'} {_number(self.high)}"
+        return (
+            f"in {'[' if low_in else '('}{_number(self.low)}, {_number(self.high)}{']' if high_in else ')'}"
+        )
+
+
+def at_least(low: float) -> Interval:
+    """``value >= low``."""
+    return Interval(low, None)
+
+
+def above(low: float) -> Interval:
+    """``value > low``."""
+    return Interval(low, None, closed="neither")
+
+
+def between(
+    low: float, high: float, closed: Literal["both", "left", "right", "neither"] = "both"
+) -> Interval:
+    """``low <= value <= high``; ``closed`` opens either end."""
+    return Interval(low, high, closed)
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Allowed when one of ``options`` allows it, e.g. ``AnyOf((Interval(0, 0), at_least(2)))``."""
+
+    options: tuple[Interval, ...]
+
+    def allows(self, value: Any) -> bool:
+        return any(option.allows(value) for option in self.options)
+
+    def describe(self) -> str:
+        return " or ".join(option.describe() for option in self.options)
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Text matching the regular expression ``pattern`` as a whole; ``what`` is said instead."""
+
+    pattern: str
+    what: str
+
+    def allows(self, value: Any) -> bool:
+        return re.fullmatch(self.pattern, value) is not None
+
+    def describe(self) -> str:
+        return self.what
+
+
+@dataclass(frozen=True)
+class _NotEmpty:
+    def allows(self, value: Any) -> bool:
+        return len(value.strip() if isinstance(value, str) else value) > 0
+
+    def describe(self) -> str:
+        return "not empty"
+
+
+@dataclass(frozen=True)
+class _Distinct:
+    def allows(self, value: Any) -> bool:
+        return len(set(value)) == len(value)
+
+    def describe(self) -> str:
+        return "without repeats"
+
+
+NOT_EMPTY = _NotEmpty()
+"""Text with something other than spaces, or a list with at least one item."""
+DISTINCT = _Distinct()
+"""A list without repeated items."""
+
+Constraint = Interval | AnyOf | Matches | _NotEmpty | _Distinct
+
+Seed = Annotated[int, at_least(0)]
+"""A random seed (numpy refuses negative ones)."""
+Share = Annotated[float, between(0, 1)]
+"""A fraction in [0, 1]."""
+Count = Annotated[int, at_least(0)]
+Positive = Annotated[int, at_least(1)]
+Seconds = Annotated[float, at_least(0)]
+HttpUrl = Annotated[str, Matches(r"(https?://\S+)?", "empty or an http(s):// URL")]
+
+MEMBER_NAME = r"k(?P<k>[1-9][0-9]*)-(?P<weighting>uniform|distance)(?:-(?P<metric>cosine|dot|euclid))?"
+"""A kNN ensemble member's name (see :mod:`iris.pseudolabel.members`)."""
+Weighting = Literal["uniform", "distance"]
+"""Vote weightings of propagation's search."""
+PropagateMetric = Literal["cosine", "euclid"]
+"""Distances of propagation's search."""
+AggregateMethod = Literal["majority-vote", "wawa", "dawid-skene", "glad"]
+"""Names in :data:`iris.aggregate.AGGREGATORS`."""
+ScheduleName = Literal["noam", "cosine", "constant"]
+"""Names in :data:`iris.train.schedule.SCHEDULES`."""
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class TaskSettings:
     """What the binary task is and how the manifests name things."""
 
-    source_column: str = "downloadUrl"
+    source_column: Annotated[str, NOT_EMPTY] = "downloadUrl"
     """Column holding the image URL or path."""
-    label_column: str = "is_conifer"
+    label_column: Annotated[str, NOT_EMPTY] = "is_conifer"
     """Column holding the ground-truth label."""
-    positive: str = "TRUE"
+    positive: Annotated[str, NOT_EMPTY] = "TRUE"
     """Cell value of the positive class (compared case-insensitively, stripped)."""
-    negative: str = "FALSE"
+    negative: Annotated[str, NOT_EMPTY] = "FALSE"
     """Cell value of the negative class."""
-    positive_name: str = "conifer"
+    positive_name: Annotated[str, NOT_EMPTY] = "conifer"
     """Human name of the positive class (crowd instructions, reports)."""
-    negative_name: str = "deciduous"
+    negative_name: Annotated[str, NOT_EMPTY] = "deciduous"
     """Human name of the negative class."""
 
 
@@ -44,56 +195,70 @@ class TaskSettings:
 class IngestSettings:
     """Downloading, validating and storing images (``iris ingest``)."""
 
-    concurrency: int = 16
+    concurrency: Positive = 16
     """Simultaneous HTTP downloads."""
-    timeout_s: float = 10.0
+    timeout_s: Annotated[float, above(0)] = 10.0
     """Timeout of one HTTP request (connect, read, write, pool), in seconds."""
-    retries: int = 3
+    retries: Count = 3
     """Retries after a timeout, connection error, 429 or 5xx (never after another 4xx)."""
-    backoff_s: float = 0.5
+    backoff_s: Seconds = 0.5
     """Wait before the first retry; doubled before each next one."""
-    max_pixels: int = 50_000_000
+    max_pixels: Positive = 50_000_000
     """Images with more pixels are rejected as decompression bombs."""
-    min_side: int = 8
+    min_side: Positive = 8
     """Images with a shorter side are rejected as too small."""
-    max_side: int = 10_000
+    max_side: Positive = 10_000
     """Images with a longer side are rejected as too large."""
-    max_bytes: int = 100_000_000
+    max_bytes: Positive = 100_000_000
     """Downloads larger than this are abandoned."""
-    workers: int = 0
+    workers: Count = 0
     """Decoding and validation: 0 = threads, one per CPU core; N > 0 = N worker processes."""
 
 
 @dataclass(frozen=True)
 class EmbedSettings:
-    backbone: str = "efficientnet_lite0"
-    weights: str = "imagenet"
+    """Fine-tuning the backbone on the ground truth and embedding every image (``iris embed``)."""
+
+    backbone: Annotated[str, NOT_EMPTY] = "efficientnet_lite0"
+    """A name in :data:`iris.embed.backbones.BACKBONES` (checked when embed starts: the
+    registry imports torch)."""
+    weights: Annotated[str, NOT_EMPTY] = "imagenet"
     """``imagenet``, ``none`` or a path to a state-dict file."""
-    image_size: int = 128
-    finetune_epochs: int = 8
-    batch_size: int = 64
-    parity_tolerance: float = 1e-3
-    seed: int = 0
+    image_size: Annotated[int, at_least(16)] = 128
+    finetune_epochs: Count = 8
+    """Fine-tuning epochs on the ground truth; 0 keeps the frozen ImageNet features."""
+    batch_size: Positive = 64
+    parity_tolerance: Annotated[float, above(0)] = 1e-3
+    """Largest difference allowed between torch and ONNX Runtime outputs."""
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
 class StoreSettings:
+    """The vector store: Qdrant Edge in the work directory, or a Qdrant server."""
+
     kind: Literal["edge", "server"] = "edge"
-    url: str = ""
+    url: HttpUrl = ""
     """Qdrant server URL; setting it selects the server store."""
     api_key: str = ""
-    collection: str = "iris"
-    hnsw_ef: int = 0
+    collection: Annotated[str, Matches(r"[A-Za-z0-9_-]+", "letters, digits, _ or -")] = "iris"
+    hnsw_ef: Count = 0
     """HNSW search breadth; 0 lets Qdrant choose. Raise it for higher recall."""
-    timeout_s: float = 60.0
+    timeout_s: Annotated[float, above(0)] = 60.0
     """Server requests time out after this many seconds."""
-    batch_size: int = 512
+    batch_size: Positive = 512
     """Points per request when upserting or copying to a server."""
 
 
 @dataclass(frozen=True)
 class PseudolabelSettings:
-    members: tuple[str, ...] = (
+    """The kNN ensemble and the seeded KMeans that label the pool automatically."""
+
+    members: Annotated[
+        tuple[Annotated[str, Matches(MEMBER_NAME, "k<K>-<uniform|distance>[-<cosine|dot|euclid>]")], ...],
+        NOT_EMPTY,
+        DISTINCT,
+    ] = (
         "k3-uniform",
         "k5-uniform",
         "k7-distance",
@@ -102,65 +267,70 @@ class PseudolabelSettings:
         "k15-distance",
     )
     """kNN ensemble members by name: ``k<K>-<uniform|distance>[-<cosine|dot|euclid>]``."""
-    confidence: float = 0.7
+    confidence: Annotated[float, between(0, 1, "right")] = 0.7
     """A member is confident when its winning vote share is at least this."""
-    quorum: float = 0.8
+    quorum: Annotated[float, between(0, 1, "right")] = 0.8
     """Share of members that must agree confidently for an ensemble label."""
     use_kmeans: bool = True
-    seed: int = 0
-    batch_size: int = 512
+    seed: Seed = 0
+    batch_size: Positive = 512
     """Query vectors per batched Qdrant query."""
     exact: bool = False
     """Exact (brute-force) kNN queries instead of HNSW."""
-    estimate_folds: int = 5
+    estimate_folds: Annotated[int, AnyOf((Interval(0, 0), at_least(2)))] = 5
     """Folds for the KMeans part of the accuracy estimate (the kNN part is leave-one-out); 0 skips it."""
-    kmeans_max_iter: int = 100
+    kmeans_max_iter: Positive = 100
 
 
 @dataclass(frozen=True)
 class SelectSettings:
-    neighbours: int = 5
+    """Which images go to the crowd."""
+
+    neighbours: Positive = 5
     """An image joins the shortlist when a problematic image is among its k nearest."""
-    budget: int = 0
+    budget: Count = 0
     """Cap on the shortlist size; 0 means no cap."""
-    batch_size: int = 512
+    batch_size: Positive = 512
     """Query vectors per batched Qdrant query."""
     exact: bool = False
     """Exact (brute-force) kNN queries instead of HNSW."""
-    map_points: int = 2000
+    map_points: Count = 2000
     """Points drawn on reports/embedding_map.png (a seeded subsample); 0 skips the map."""
 
 
 @dataclass(frozen=True)
 class CrowdSettings:
+    """The labeling campaign (``iris crowd``); cross-field rules are in the campaign spec."""
+
     backend: Literal["simulated", "toloka", "web"] = "simulated"
     """Who carries out the campaign: ``simulated`` (virtual people), ``toloka`` or ``web``."""
-    training: int = 30
+    training: Count = 30
     """Ground-truth images used as training tasks (each shown with a hint)."""
-    exam: int = 20
+    exam: Positive = 20
     """Ground-truth images in the exam that grants the skill; the rest become honeypots."""
-    exam_pass: float = 0.8
+    exam_pass: Annotated[float, between(0, 1, "right")] = 0.8
     """Share of exam answers that must be right to get the skill (and the main pool)."""
-    skill_name: str = "iris-binary"
-    overlap: int = 3
+    skill_name: Annotated[str, NOT_EMPTY] = "iris-binary"
+    overlap: Positive = 3
     """Answers bought per task."""
-    page_size: int = 50
+    page_size: Annotated[int, at_least(2)] = 50
     """Tasks per page (assignment), honeypots included."""
-    honeypots_per_page: int = 1
-    price_per_page: float = 0.05
+    honeypots_per_page: Count = 1
+    """Control tasks per page; fewer than ``page_size``."""
+    price_per_page: Annotated[float, at_least(0)] = 0.05
     """Reward per accepted page, in the backend's currency (USD on Toloka)."""
-    exam_price: float = 0.01
+    exam_price: Annotated[float, at_least(0)] = 0.01
     """Reward per exam page (Toloka's minimum for a paid pool is 0.005)."""
-    min_seconds_per_page: float = 20.0
+    min_seconds_per_page: Seconds = 20.0
     """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``."""
-    fast_ban_days: int = 1
-    min_honeypot_accuracy: float = 0.6
+    fast_ban_days: Count = 1
+    min_honeypot_accuracy: Share = 0.6
     """Quality control: accuracy on the last ``honeypot_window`` honeypots below this bans."""
-    honeypot_window: int = 5
-    min_majority_agreement: float = 0.6
+    honeypot_window: Positive = 5
+    min_majority_agreement: Share = 0.6
     """Quality control: agreement with the others' majority on the last ``majority_window`` tasks."""
-    majority_window: int = 20
-    ban_days: int = 7
+    majority_window: Positive = 20
+    ban_days: Count = 7
     """Ban length for the honeypot and majority rules."""
     reject_banned: bool = False
     """Reject (do not pay for, do not keep) the answers of banned workers."""
@@ -169,30 +339,32 @@ class CrowdSettings:
     instructions: str = ""
     """Path to an HTML template; empty means the built-in one."""
     toloka_token: str = ""
-    toloka_url: str = ""
+    toloka_url: HttpUrl = ""
     """Toloka API base URL; empty means production (https://toloka.dev)."""
     # simulated crowd
     answer_key: str = ""
     """Simulated crowd only: CSV with the true labels (source,label) its virtual people see."""
-    workers: int = 60
+    workers: Positive = 60
     """Simulated crowd: people who take the training and the exam."""
-    spammers: float = 0.2
+    spammers: Share = 0.2
     """Simulated crowd: share of people who pass the exam, then answer at random."""
-    fast_clickers: float = 0.1
+    fast_clickers: Share = 0.1
     """Simulated crowd: share who pass the exam, then click through pages too fast, mostly one answer."""
-    pages_per_worker: int = 12
+    pages_per_worker: Positive = 12
     """Simulated crowd: mean number of pages a person does before leaving."""
-    pace_s: float = 0.0
+    pace_s: Seconds = 0.0
     """Simulated crowd: wall-clock seconds to wait after each page bought (0 = at once), to
     watch a campaign progress or to interrupt one in a test."""
-    seed: int = 0
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
 class AggregateSettings:
-    method: str = "dawid-skene"
+    """Turning the crowd's answers into one label per image."""
+
+    method: AggregateMethod = "dawid-skene"
     """``majority-vote``, ``wawa``, ``dawid-skene`` (honeypots as gold) or ``glad``."""
-    n_iter: int = 100
+    n_iter: Positive = 100
     """EM iterations for Dawid-Skene and GLAD."""
     use_honeypots: bool = True
     """Feed honeypot answers (with their known labels) to the aggregator."""
@@ -200,45 +372,50 @@ class AggregateSettings:
 
 @dataclass(frozen=True)
 class PropagateSettings:
-    ks: tuple[int, ...] = (3, 5, 7, 11, 15)
+    """Labeling the rest of the pool by kNN over everything labeled so far."""
+
+    ks: Annotated[tuple[Positive, ...], NOT_EMPTY] = (3, 5, 7, 11, 15)
     """Candidate numbers of neighbours for the cross-validated search."""
-    weightings: tuple[str, ...] = ("uniform", "distance")
+    weightings: Annotated[tuple[Weighting, ...], NOT_EMPTY] = ("uniform", "distance")
     """Candidate vote weightings: ``uniform`` or ``distance`` (1 / distance)."""
-    metrics: tuple[str, ...] = ("cosine", "euclid")
+    metrics: Annotated[tuple[PropagateMetric, ...], NOT_EMPTY] = ("cosine", "euclid")
     """Candidate distances; ``euclid`` is derived from the cosine score on normalised vectors."""
-    folds: int = 5
-    batch_size: int = 512
+    folds: Annotated[int, at_least(2)] = 5
+    batch_size: Positive = 512
     """Query vectors per Qdrant batch request."""
-    seed: int = 0
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    backbone: str = "resnet18"
-    weights: str = "imagenet"
+    """The final classifier (``iris train``)."""
+
+    backbone: Annotated[str, NOT_EMPTY] = "resnet18"
+    """A name in :data:`iris.embed.backbones.BACKBONES` (checked when training starts)."""
+    weights: Annotated[str, NOT_EMPTY] = "imagenet"
     head: Literal["linear", "mlp"] = "linear"
-    image_size: int = 128
-    epochs: int = 10
-    batch_size: int = 64
-    schedule: str = "noam"
-    model_size: int = 256
-    warmup_steps: int = 200
-    lr_factor: float = 1.0
-    backbone_lr_scale: float = 0.1
+    image_size: Annotated[int, at_least(16)] = 128
+    epochs: Positive = 10
+    batch_size: Positive = 64
+    schedule: ScheduleName = "noam"
+    model_size: Positive = 256
+    warmup_steps: Positive = 200
+    lr_factor: Annotated[float, above(0)] = 1.0
+    backbone_lr_scale: Annotated[float, at_least(0)] = 0.1
     """The backbone learns at this fraction of the head's rate (pretrained weights move gently)."""
-    val_fraction: float = 0.1
-    patience: int = 3
+    val_fraction: Annotated[float, between(0, 1, "left")] = 0.1
+    patience: Positive = 3
     confidence_weighting: bool = False
     """Weight each image's loss by its label confidence (final_labels.confidence)."""
     freeze_backbone: bool = False
     """Train only the head on features computed once by the frozen backbone (fast on CPU)."""
     augment: bool = True
     """Random crops/flips/colour jitter sized to the image size (fine-tuning only)."""
-    device: str = "auto"
+    device: Annotated[str, Matches(r"auto|cpu|mps|cuda(:[0-9]+)?", "auto, cpu, mps or cuda[:N]")] = "auto"
     """``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``; mixed precision on CUDA."""
-    workers: int = 0
+    workers: Count = 0
     """DataLoader worker processes for image decoding (0 = in the training process)."""
-    seed: int = 0
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
@@ -260,82 +437,288 @@ ENV_ALIASES = {
     "IRIS_QDRANT_URL": ("store", "url"),
     "IRIS_QDRANT_API_KEY": ("store", "api_key"),
 }
+OTHER_ENV: frozenset[str] = frozenset({"IRIS_WORKDIR", "IRIS_PROGRESS"})
+"""``IRIS_*`` variables that are read elsewhere and are not settings (no warning for them)."""
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Turn a TOML or environment value into the type the field declares."""
-    origin = typing.get_origin(annotation)
+class ConfigWarning(UserWarning):
+    """A setting source holds something iris ignores (an unknown ``IRIS_*`` variable)."""
+
+
+# --- declarations read back --------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _split(annotation: Any) -> tuple[Any, tuple[Constraint, ...]]:
+    """``Annotated[T, c1, c2]`` → ``(T, (c1, c2))``; a plain type has no constraints."""
+    if typing.get_origin(annotation) is Annotated:
+        base, *extras = typing.get_args(annotation)
+        return base, tuple(extras)
+    return annotation, ()
+
+
+def expected(annotation: Any) -> str:
+    """What a declared type allows, in words: ``an integer >= 1``, ``one of edge, server``."""
+    base, constraints = _split(annotation)
+    origin = typing.get_origin(base)
+    said = ", ".join(c.describe() for c in constraints)
+    if origin is tuple:
+        return "a list" + (f" ({said})" if said else "") + ", each " + expected(typing.get_args(base)[0])
     if origin is Literal:
-        choices = typing.get_args(annotation)
-        if value not in choices:
-            raise ConfigError(f"{where}: got {value!r}, expected one of {', '.join(map(str, choices))}")
+        return "one of " + ", ".join(map(str, typing.get_args(base)))
+    if base is str:
+        patterns = [c for c in constraints if isinstance(c, Matches)]
+        return patterns[0].describe() if patterns else ("non-empty text" if constraints else "text")
+    words = {int: "an integer", float: "a number", bool: "true or false"}[base]
+    return f"{words} {said}" if said else words
+
+
+@functools.cache
+def _hints(section: str) -> dict[str, Any]:
+    return typing.get_type_hints(type(getattr(Settings(), section)), include_extras=True)
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"IRIS_{section}_{key}".upper()
+
+
+def _show(value: Any) -> str:
+    """A value as TOML would write it (strings quoted, lists bracketed)."""
+    try:
+        return _toml_value(value)
+    except TypeError:
+        return repr(value)
+
+
+# --- reading a source --------------------------------------------------------------------
+
+
+class _Refused(ValueError):
+    """A value cannot be read as the declared type."""
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """Turn a TOML or environment value into the declared type (constraints are checked later).
+
+    Raises:
+        _Refused: the value is not of that type (2.9 for an integer, "maybe" for a bool).
+    """
+    base, _constraints = _split(annotation)
+    origin = typing.get_origin(base)
+    if origin is Literal:
+        if value not in typing.get_args(base):
+            raise _Refused(value)
         return value
     if origin is tuple:
-        (item_type, _ellipsis) = typing.get_args(annotation)
-        items = value.split(",") if isinstance(value, str) else value
+        (item_type, _ellipsis) = typing.get_args(base)
+        if isinstance(value, str):
+            items: Any = [v.strip() for v in value.split(",")] if value.strip() else []
+        else:
+            items = value
         if not isinstance(items, list | tuple):
-            raise ConfigError(f"{where}: got {value!r}, expected a list")
-        return tuple(_coerce(v.strip() if isinstance(v, str) else v, item_type, where) for v in items)
-    try:
-        if annotation is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(value)
-        if annotation is int:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return int(value)
-        if annotation is float:
-            return float(value)
-        if annotation is str:
-            if not isinstance(value, str | int | float):
-                raise ValueError(value)
-            return str(value)
-    except ValueError:
-        raise ConfigError(f"{where}: got {value!r}, expected {annotation.__name__}") from None
+            raise _Refused(value)
+        return tuple(_coerce(v, item_type) for v in items)
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise _Refused(value)
+    if base is int:
+        number = _number_from(value)
+        if not float(number).is_integer():
+            raise _Refused(value)  # 2.9 is refused, never truncated to 2
+        return int(number)
+    if base is float:
+        return float(_number_from(value))
+    if base is str:
+        if not isinstance(value, str | int | float):
+            raise _Refused(value)
+        return str(value)
+    raise TypeError(f"no reader for the declared type {base!r}")
+
+
+def _number_from(value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise _Refused(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            value = float(text)
+        except ValueError:
+            raise _Refused(value) from None
+    if not isinstance(value, float) or not math.isfinite(value):
+        raise _Refused(value)
     return value
 
 
-def _apply(settings: Settings, updates: Mapping[str, Mapping[str, Any]], origin: str) -> Settings:
+def _nearest(word: str, candidates: list[str], *, cutoff: float = 0.6) -> str | None:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def _all_keys() -> list[str]:
+    return [f"{s}.{f.name}" for s in SECTIONS for f in fields(getattr(Settings(), s))]
+
+
+def _unknown_section(section: str, value: Any, where: str) -> str:
+    """The message for ``[section]`` (or a top-level ``key = value``) that is not a section."""
+    near = _nearest(section, list(SECTIONS))
+    if near:
+        return f"unknown section [{section}] (from {where}); did you mean [{near}]?"
+    keys = {k.split(".")[1]: k for k in reversed(_all_keys())}
+    near_key = _nearest(section, list(keys))
+    if near_key and not isinstance(value, Mapping):
+        full = keys[near_key]
+        return (
+            f"{section} = {_show(value)} (from {where}) is outside any section; "
+            f"did you mean {full}, i.e. {near_key} = ... under [{full.split('.')[0]}]?"
+        )
+    return f"unknown section [{section}] (from {where}); expected one of {', '.join(SECTIONS)}"
+
+
+def _apply(
+    settings: Settings,
+    updates: Mapping[str, Any],
+    origin: Callable[[str, str], str],
+    origins: dict[str, str],
+) -> Settings:
+    """Set ``{section: {key: value}}`` from one source; ``origin(section, key)`` names the source.
+
+    Raises:
+        ConfigError: an unknown section or key, a section that is not a table, or a value
+            that is not of the declared type.
+    """
     changed: dict[str, Any] = {}
     for section, values in updates.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{origin}: unknown section [{section}], expected one of {', '.join(SECTIONS)}")
-        current = getattr(settings, section)
-        hints = typing.get_type_hints(type(current))
-        known = {f.name for f in fields(current)}
+            raise ConfigError(_unknown_section(section, values, origin(section, "")))
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"{section} = {_show(values)} (from {origin(section, '')}): expected a [{section}] table "
+                f"of settings, e.g. [{section}] followed by key = value lines"
+            )
+        current = changed.get(section, getattr(settings, section))
+        hints = _hints(section)
         kwargs = {}
         for key, value in values.items():
-            if key not in known:
+            if key not in hints:
+                near = _nearest(key, list(hints))
+                hint = f"did you mean {section}.{near}?" if near else f"expected one of {', '.join(hints)}"
+                raise ConfigError(f"unknown key {section}.{key} (from {origin(section, key)}); {hint}")
+            try:
+                kwargs[key] = _coerce(value, hints[key])
+            except _Refused:
+                where = origin(section, key)
                 raise ConfigError(
-                    f"{origin}: unknown key {section}.{key}, expected one of {', '.join(sorted(known))}"
-                )
-            kwargs[key] = _coerce(value, hints[key], f"{origin}: {section}.{key}")
-        changed[section] = replace(changed.get(section, current), **kwargs)
+                    f"{section}.{key} = {_show(value)} (from {where}): expected {expected(hints[key])}"
+                ) from None
+            origins[f"{section}.{key}"] = origin(section, key)
+        changed[section] = replace(current, **kwargs)
     return replace(settings, **changed)
 
 
-def _from_env(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+def _from_env(
+    environ: Mapping[str, str], warn: Callable[[str], None]
+) -> tuple[dict[str, dict[str, str]], dict[tuple[str, str], str]]:
+    """Settings in the environment, and the variable each came from; warns about unknown ``IRIS_*``."""
     updates: dict[str, dict[str, str]] = {}
+    names: dict[tuple[str, str], str] = {}
     for name, (section, key) in ENV_ALIASES.items():
         if environ.get(name):
             updates.setdefault(section, {})[key] = environ[name]
-    for name, value in environ.items():
-        if not name.startswith("IRIS_") or name in ENV_ALIASES or name in {"IRIS_WORKDIR"}:
+            names[(section, key)] = name
+    known = {_env_name(*k.split(".")): k for k in _all_keys()}
+    for name, value in sorted(environ.items()):
+        if not name.startswith("IRIS_") or name in ENV_ALIASES or name in OTHER_ENV:
             continue
-        rest = name[len("IRIS_") :].lower()
-        for section in SECTIONS:
-            if rest.startswith(section + "_"):
-                key = rest[len(section) + 1 :]
-                if key in {f.name for f in fields(getattr(Settings(), section))}:
-                    updates.setdefault(section, {})[key] = value
-                break
-    return updates
+        if name in known:
+            section, key = known[name].split(".")
+            updates.setdefault(section, {})[key] = value
+            names[(section, key)] = name
+            continue
+        candidates = [*known, *ENV_ALIASES, *OTHER_ENV]
+        near = _nearest(name, candidates, cutoff=0.0)
+        what = f" ({known[near]})" if near in known else ""
+        warn(f"{name} is not an iris setting and is ignored; the nearest is {near}{what}")
+    return updates, names
+
+
+def _flag(key: str, flags: Mapping[str, str] | None) -> str:
+    """The flag that set ``key``: the command's option named like it (``estimate_folds`` is set
+    by ``folds`` → ``--folds``), else ``--key-with-dashes``."""
+    if flags:
+        if key in flags:
+            return flags[key]
+        for name, flag in flags.items():
+            if key.endswith("_" + name) or name.endswith("_" + key):
+                return flag
+        return "a command-line flag"
+    return "--" + key.replace("_", "-")
+
+
+# --- checking the merged settings --------------------------------------------------------
+
+
+def _problem(value: Any, annotation: Any) -> str | None:
+    """Why ``value`` breaks its declaration (``None`` when it does not)."""
+    base, constraints = _split(annotation)
+    if typing.get_origin(base) is Literal and value not in typing.get_args(base):
+        return "not allowed"
+    if typing.get_origin(base) is tuple:
+        item_type = typing.get_args(base)[0]
+        for item in value:
+            if _problem(item, item_type) is not None:
+                return f"item {_show(item)} is not allowed"
+    for constraint in constraints:
+        if not constraint.allows(value):
+            return "not allowed"
+    return None
+
+
+def check_settings(settings: Settings, origins: Mapping[str, str] | None = None) -> None:
+    """Check every value against its declaration.
+
+    Args:
+        origins: ``{"section.key": where it was set}`` for the message; "default" otherwise.
+
+    Raises:
+        ConfigError: the first bad value (key, value, origin, what is allowed), and the keys
+            of any others.
+    """
+    problems: list[tuple[str, str]] = []
+    for section in SECTIONS:
+        current = getattr(settings, section)
+        for key, annotation in _hints(section).items():
+            value = getattr(current, key)
+            why = _problem(value, annotation)
+            if why is None:
+                continue
+            name = f"{section}.{key}"
+            where = (origins or {}).get(name, "default")
+            item = "" if why == "not allowed" else f"{why}; "
+            problems.append(
+                (name, f"{name} = {_show(value)} (from {where}): {item}expected {expected(annotation)}")
+            )
+    if problems:
+        more = f" (also invalid: {', '.join(n for n, _ in problems[1:])})" if len(problems) > 1 else ""
+        raise ConfigError(problems[0][1] + more)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, ConfigWarning, stacklevel=3)
 
 
 def load_settings(
@@ -343,15 +726,28 @@ def load_settings(
     *,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Settings:
-    """Read settings for a work directory.
+    """Read and check the settings of a work directory.
 
     Args:
         workdir: folder holding ``iris.toml``; ``None`` uses defaults and environment only.
         overrides: ``{section: {key: value}}`` from flags; ``None`` values are ignored.
         environ: environment mapping (``os.environ`` when omitted).
+        flags: the command's options, ``{parameter name: "--flag"}``, to name the flag that
+            set a bad value.
+        warn: receives each warning line (unknown ``IRIS_*`` variables); a
+            :class:`ConfigWarning` when omitted.
+
+    Raises:
+        ConfigError: unreadable TOML, an unknown section or key in it, or any value its
+            declaration does not allow, naming the key, the value and its source.
     """
     settings = Settings()
+    origins: dict[str, str] = {}
+    # The environment is read first so that its warnings show even when the file is refused.
+    env, env_names = _from_env(os.environ if environ is None else environ, warn or _warn)
     if workdir is not None:
         path = workdir / CONFIG_FILE
         if path.exists():
@@ -359,14 +755,20 @@ def load_settings(
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-            settings = _apply(settings, data, str(path))
-    settings = _apply(settings, _from_env(os.environ if environ is None else environ), "environment")
+            settings = _apply(settings, data, lambda _s, _k: str(path), origins)
+    settings = _apply(settings, env, lambda s, k: env_names.get((s, k), "environment"), origins)
     if overrides:
         cleaned = {s: {k: v for k, v in kv.items() if v is not None} for s, kv in overrides.items()}
-        settings = _apply(settings, {s: kv for s, kv in cleaned.items() if kv}, "command line")
+        settings = _apply(
+            settings, {s: kv for s, kv in cleaned.items() if kv}, lambda _s, k: _flag(k, flags), origins
+        )
     if settings.store.url and settings.store.kind == "edge":
         settings = replace(settings, store=replace(settings.store, kind="server"))
+    check_settings(settings, origins)
     return settings
+
+
+# --- writing -----------------------------------------------------------------------------
 
 
 def _toml_value(value: Any) -> str:
@@ -376,7 +778,9 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def render_toml(settings: Settings) -> str:

@@ -168,8 +168,6 @@ def cross_validate(
         neighbours: each labeled point's neighbours among the labeled points (itself included).
         folds: number of folds; a neighbour in the query's fold does not vote.
     """
-    if folds < 2:
-        raise ConfigError(f"propagate.folds: got {folds}, expected at least 2")
     if len(ids) < folds:
         raise PoolExhaustedError(
             f"propagation needs at least {folds} labeled images (folds), found {len(ids)}"
@@ -279,14 +277,6 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
     """
     start_time = time.perf_counter()
     cfg: PropagateSettings = settings.propagate
-    if not cfg.ks or min(cfg.ks) < 1:
-        raise ConfigError(f"propagate.ks: got {list(cfg.ks)}, expected positive integers")
-    for metric in cfg.metrics:
-        if metric not in get_args(Metric):
-            raise ConfigError(f"propagate.metrics: got {metric!r}, expected one of cosine, euclid")
-    for weighting in cfg.weightings:
-        if weighting not in get_args(Weighting):
-            raise ConfigError(f"propagate.weightings: got {weighting!r}, expected one of uniform, distance")
     final, conflicts = build_final(workdir)
     tables.write(conflicts, workdir.table("final_conflicts"))
     _write_labeled_payload(store, final, cfg.batch_size)

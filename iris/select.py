@@ -24,7 +24,7 @@ import numpy.typing as npt
 import polars as pl
 
 from iris.config import Settings
-from iris.errors import ConfigError, StageOrderError
+from iris.errors import StageOrderError
 from iris.pseudolabel.consensus import AUTO, PROBLEMATIC
 from iris.pseudolabel.kmeans import normalise
 from iris.pseudolabel.stage import CLUSTERED_SPLITS, Stopwatch, batched_query, read_points
@@ -85,8 +85,6 @@ def build_shortlist(
     Returns:
         The ``SHORTLIST`` table, priority 0 first, and how many the budget cut.
     """
-    if budget < 0:
-        raise ConfigError(f"select.budget: got {budget}, expected >= 0 (0 = no cap)")
     frame = pseudolabels.select("id", "status", "knn_share").with_columns(
         pl.Series("problematic_neighbours", problematic_neighbours, dtype=pl.Int32)
     )
@@ -118,14 +116,9 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
 
     Raises:
         StageOrderError: no pseudolabels table yet (run ``iris pseudolabel``).
-        ConfigError: bad ``[select]`` settings.
     """
     started = time.perf_counter()
     s = settings.select
-    if s.neighbours < 1:
-        raise ConfigError(f"select.neighbours: got {s.neighbours}, expected >= 1")
-    if s.batch_size < 1:
-        raise ConfigError(f"select.batch_size: got {s.batch_size}, expected >= 1")
     pseudolabels = read(workdir.table("pseudolabels"), PSEUDOLABELS)
     watch = Stopwatch()
     timings: dict[str, float] = {}

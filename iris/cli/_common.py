@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from iris.config import Settings
+from iris.config import Settings, load_settings
 from iris.workdir import Workdir, find_workdir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,7 +29,23 @@ class CliState:
         return self._workdir
 
     def settings(self, **overrides: dict[str, Any]) -> Settings:
-        return self.workdir.settings(**overrides)
+        """The work directory's settings with the command's flags on top, checked; a bad value
+        names the flag that set it, and warnings go to stderr as one line each."""
+        return load_settings(self.workdir.root, overrides=overrides, flags=_command_flags(), warn=_warn_line)
+
+
+def _command_flags() -> dict[str, str]:
+    """``{parameter name: "--flag"}`` of the running command."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    return {
+        p.name: max(p.opts, key=len) for p in ctx.command.params if isinstance(p, click.Option) and p.name
+    }
+
+
+def _warn_line(message: str) -> None:
+    click.echo(f"iris: warning: {message}", err=True)
 
 
 pass_state = click.make_pass_decorator(CliState, ensure=True)

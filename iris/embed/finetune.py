@@ -138,6 +138,31 @@ def evaluate(model: Classifier, pixels: torch.Tensor, labels: torch.Tensor, *, b
     return correct / max(len(labels), 1)
 
 
+def one_cycle(
+    optimizer: torch.optim.Optimizer, *, max_lr: list[float], total_steps: int, warmup_share: float = 0.2
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """One-cycle rates: ``warmup_share`` of the steps up to ``max_lr``, then annealed down.
+
+    The warmup is a whole number of steps, at least 2 (``OneCycleLR`` divides by zero when
+    it is exactly one step: ``pct_start * total_steps == 1``, e.g. one epoch of 5 batches,
+    which is 200 labels at batch 32). A run too short for a cycle (under 3 steps) keeps
+    ``max_lr`` constant.
+
+    Raises:
+        ValueError: ``total_steps`` < 1.
+    """
+    if total_steps < 1:
+        raise ValueError(f"one_cycle: total_steps={total_steps}, expected >= 1")
+    warmup = max(2, round(warmup_share * total_steps))
+    if total_steps <= warmup:
+        for group, rate in zip(optimizer.param_groups, max_lr, strict=True):
+            group["lr"] = rate
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=warmup / total_steps
+    )
+
+
 def finetune(
     net: PixelNet,
     pixels: npt.NDArray[np.uint8],
@@ -199,9 +224,7 @@ def finetune(
         weight_decay=1e-4,
     )
     steps_per_epoch = max(1, sum(1 for s in range(0, len(train_idx), batch_size) if len(train_idx) - s >= 2))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[lr, backbone_lr], total_steps=epochs * steps_per_epoch, pct_start=0.2
-    )
+    scheduler = one_cycle(optimizer, max_lr=[lr, backbone_lr], total_steps=epochs * steps_per_epoch)
     transform = augmentation(int(pixels.shape[1]))
     history: list[dict[str, float]] = []
     accuracy: float | None = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from iris.errors import ConfigError, InputError
+from iris.errors import InputError
 from iris.pseudolabel.members import Member
 from iris.store.base import Distance, Hit
 
@@ -154,15 +154,8 @@ def ensemble_vote(
         distance: the collection's distance (how to read hit scores).
 
     Raises:
-        ConfigError: thresholds outside (0, 1] or no members.
         InputError: a neighbour label outside 0..n_classes-1.
     """
-    if not members:
-        raise ConfigError("pseudolabel.members: the ensemble is empty, expected at least one member")
-    if not 0.0 < confidence <= 1.0:
-        raise ConfigError(f"pseudolabel.confidence: got {confidence}, expected a share in (0, 1]")
-    if not 0.0 < quorum <= 1.0:
-        raise ConfigError(f"pseudolabel.quorum: got {quorum}, expected a share in (0, 1]")
     k_max = max(m.k for m in members)
     neighbours = (
         hits

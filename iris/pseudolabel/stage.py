@@ -20,7 +20,7 @@ import numpy.typing as npt
 import polars as pl
 
 from iris.config import Settings
-from iris.errors import ConfigError, StageOrderError, StoreError
+from iris.errors import StageOrderError, StoreError
 from iris.progress import bar
 from iris.pseudolabel.consensus import AUTO, consensus
 from iris.pseudolabel.estimate import Estimate, kfold_cluster_labels, leave_one_out
@@ -108,8 +108,6 @@ def batched_query(
     watch: Stopwatch,
 ) -> list[list[Hit]]:
     """``store.query_batch`` over ``vectors`` (n, dim), ``batch_size`` queries a call, with a progress bar."""
-    if batch_size < 1:
-        raise ConfigError(f"batch_size: got {batch_size}, expected >= 1")
     hits: list[list[Hit]] = []
     progress = bar(desc=desc, total=len(vectors), unit="img")
     try:
@@ -146,27 +144,15 @@ class PseudolabelReport:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _check_settings(settings: Settings) -> None:
-    s = settings.pseudolabel
-    if s.batch_size < 1:
-        raise ConfigError(f"pseudolabel.batch_size: got {s.batch_size}, expected >= 1")
-    if s.estimate_folds < 0 or s.estimate_folds == 1:
-        raise ConfigError(f"pseudolabel.estimate_folds: got {s.estimate_folds}, expected 0 (off) or >= 2")
-    if s.kmeans_max_iter < 1:
-        raise ConfigError(f"pseudolabel.kmeans_max_iter: got {s.kmeans_max_iter}, expected >= 1")
-
-
 def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> PseudolabelReport:
     """Label the unlabeled pool automatically where the ensemble and the clustering agree.
 
     Raises:
         StageOrderError: the store is empty or holds no labeled point.
-        ConfigError: a bad member name or threshold.
     """
     started = time.perf_counter()
     s = settings.pseudolabel
     members = parse_members(s.members)
-    _check_settings(settings)
     watch = Stopwatch()
     timings: dict[str, float] = {}
     points = read_points(store, watch)

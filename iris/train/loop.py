@@ -37,7 +37,7 @@ from iris.progress import bar
 from iris.report.training import plot_history
 from iris.train.data import ImageDataset, Splits, fingerprint, split_validation, training_frame
 from iris.train.heads import Classifier, HeadOnly, build_classifier, model_config
-from iris.train.schedule import ScheduleParams, get_schedule, make_scheduler
+from iris.train.schedule import ScheduleParams, make_scheduler
 from iris.workdir import Workdir
 
 Log = Callable[[str], None]
@@ -108,24 +108,6 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device: got {name!r} but no CUDA device is available; use auto or cpu")
     return device
-
-
-def check_settings(cfg: TrainSettings) -> None:
-    """Reject settings that cannot train, naming the key."""
-    get_schedule(cfg.schedule)
-    problems = [
-        (cfg.epochs >= 1, "epochs", cfg.epochs, "at least 1"),
-        (cfg.batch_size >= 1, "batch_size", cfg.batch_size, "at least 1"),
-        (cfg.image_size >= 16, "image_size", cfg.image_size, "at least 16"),
-        (0.0 <= cfg.val_fraction < 1.0, "val_fraction", cfg.val_fraction, "in [0, 1)"),
-        (cfg.patience >= 1, "patience", cfg.patience, "at least 1"),
-        (cfg.model_size >= 1, "model_size", cfg.model_size, "at least 1"),
-        (cfg.warmup_steps >= 1, "warmup_steps", cfg.warmup_steps, "at least 1"),
-        (cfg.lr_factor > 0, "lr_factor", cfg.lr_factor, "positive"),
-    ]
-    for ok, key, value, expected in problems:
-        if not ok:
-            raise ConfigError(f"train.{key}: got {value!r}, expected {expected}")
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -319,12 +301,11 @@ def train_workdir(
         metrics plot ``reports/training.png``.
 
     Raises:
-        StageOrderError: no final labels yet. ConfigError: unusable settings.
+        StageOrderError: no final labels yet. ConfigError: an unknown schedule, head or device.
         ModelError: backbone weights missing.
     """
     started = time.perf_counter()
     cfg = settings.train
-    check_settings(cfg)
     say = log or (lambda _line: None)
     folder = classifier_dir(workdir)
     plot = workdir.reports / "training.png"

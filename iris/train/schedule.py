@@ -35,6 +35,15 @@ class ScheduleParams:
     warmup: int = 200
     total: int = 1000
 
+    def __post_init__(self) -> None:
+        # Settings are checked when loaded (iris.config); these guard the arithmetic below
+        # against a caller's bad plan (a warmup of 0 is read as 1 step).
+        if self.total < 1 or self.warmup < 0 or self.model_size < 1 or not self.factor > 0:
+            raise ValueError(
+                f"schedule: factor={self.factor}, model_size={self.model_size}, warmup={self.warmup}, "
+                f"total={self.total}; expected factor > 0, model_size >= 1, warmup >= 0, total >= 1"
+            )
+
     def peak(self) -> float:
         return self.factor * self.model_size**-0.5 * max(self.warmup, 1) ** -0.5
 

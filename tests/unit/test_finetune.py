@@ -9,7 +9,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from iris.embed.backbones import build_pixel_net
-from iris.embed.finetune import finetune, load_checkpoint, save_checkpoint, split_heldout
+from iris.embed.finetune import finetune, load_checkpoint, one_cycle, save_checkpoint, split_heldout
 from iris.errors import InputError, ModelError
 
 torch.set_num_threads(1)  # 2 cores shared by several test runs: more threads only spin
@@ -70,6 +70,49 @@ def test_one_epoch_changes_the_backbone_and_is_seeded() -> None:
     assert result.heldout_size == 4  # round(0.2 * 8) = 2 per class
     assert result.heldout_accuracy is not None and 0.0 <= result.heldout_accuracy <= 1.0
     assert [row["epoch"] for row in result.history] == [1.0]
+
+
+def test_one_epoch_on_200_labels_does_not_divide_by_zero() -> None:
+    """Issue 11: 200 labels, finetune_epochs = 1 gave 160 train images, 5 batches of 32, and
+    OneCycleLR's warmup of exactly one step divided by zero."""
+    pixels, labels = digits_pixels(100)
+    torch.manual_seed(0)
+    net = build_pixel_net("resnet18", weights="none", image_size=SIZE)
+    result = finetune(net, pixels, labels, epochs=1, batch_size=32, seed=0)
+    assert (result.train_size, result.heldout_size) == (160, 40)
+    assert [row["epoch"] for row in result.history] == [1.0]
+    assert np.isfinite(result.history[0]["loss"])
+
+
+@pytest.mark.parametrize("total", [*range(1, 13), 15, 40, 41, 199])
+def test_one_cycle_steps_through_any_length(total: int) -> None:
+    head, body = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [head], "lr": 1e-3}, {"params": [body], "lr": 2e-4}])
+    scheduler = one_cycle(optimizer, max_lr=[1e-3, 2e-4], total_steps=total)
+    rates = []
+    for _ in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert max(rates) == pytest.approx(1e-3)  # the peak is reached however short the run
+    assert all(0 < r <= 1e-3 * (1 + 1e-9) for r in rates)
+    if total >= 3:
+        assert rates[0] < rates[1]  # a warmup of at least one rising step
+
+
+def test_one_cycle_keeps_the_old_warmup_where_it_worked() -> None:
+    """40 steps (8 epochs x 5 batches, the demo's fine-tune): warmup 8 steps, as pct_start=0.2."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1e-3)
+    scheduler = one_cycle(optimizer, max_lr=[1e-3], total_steps=40)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
+    reference = torch.optim.lr_scheduler.OneCycleLR(
+        torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3),
+        max_lr=1e-3,
+        total_steps=40,
+        pct_start=0.2,
+    )
+    assert scheduler.state_dict()["_schedule_phases"] == reference.state_dict()["_schedule_phases"]
 
 
 def test_zero_epochs_keeps_the_weights() -> None:

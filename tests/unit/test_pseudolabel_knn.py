@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iris.errors import ConfigError, InputError
+from iris.errors import InputError
 from iris.pseudolabel.consensus import consensus
 from iris.pseudolabel.estimate import leave_one_out
 from iris.pseudolabel.knn import NO_LABEL, ensemble_vote, neighbours_from_hits
@@ -81,12 +81,6 @@ def test_exclude_drops_the_image_itself() -> None:
     without = ensemble_vote(hits, [Member(3)], confidence=0.6, quorum=1.0, exclude=[7])
     assert with_self.member_labels.tolist() == [[0]]  # 1,0,0 -> 0 at 0.67
     assert without.member_shares.tolist() == [[1.0]]
-
-
-@pytest.mark.parametrize(("confidence", "quorum"), [(0.0, 0.5), (1.2, 0.5), (0.7, 0.0), (0.7, 1.5)])
-def test_thresholds_are_checked(confidence: float, quorum: float) -> None:
-    with pytest.raises(ConfigError, match="expected a share"):
-        ensemble_vote([hits_of([1])], MEMBERS, confidence=confidence, quorum=quorum)
 
 
 def test_a_label_outside_the_classes_is_an_input_error() -> None:

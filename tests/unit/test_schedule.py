@@ -51,3 +51,20 @@ def test_lambda_lr_sets_the_formula_rate_per_step_and_group() -> None:
         assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * noam(step, P))
         optimizer.step()
         scheduler.step()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"total": 0}, {"warmup": -1}, {"model_size": 0}, {"factor": 0.0}, {"factor": float("nan")}],
+)
+def test_schedule_params_refuse_a_plan_that_cannot_run(params: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="expected factor > 0"):
+        ScheduleParams(**params)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+@pytest.mark.parametrize(("warmup", "total"), [(0, 1), (1, 1), (1, 2), (3, 3), (200, 5)])
+def test_tiny_runs_give_finite_positive_rates(name: str, warmup: int, total: int) -> None:
+    p = ScheduleParams(warmup=warmup, total=total)
+    rates = [get_schedule(name)(step, p) for step in range(1, total + 1)]
+    assert all(0.0 <= r <= p.peak() * (1 + 1e-12) for r in rates)

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from iris.config import Settings
-from iris.errors import ConfigError, StageOrderError
+from iris.errors import StageOrderError
 from iris.pseudolabel.stage import pseudolabel
 from iris.pseudolabel.synthetic import SyntheticPool, clustered_pool
 from iris.select import build_shortlist, count_problematic_neighbours, select
@@ -47,11 +47,6 @@ def test_budget_cuts_from_the_end(budget: int) -> None:
     shortlist, cut = build_shortlist(TOY, TOY_COUNTS, budget=budget)
     assert shortlist["id"].to_list() == TOY_ORDER[:budget]
     assert cut == max(0, len(TOY_ORDER) - budget)
-
-
-def test_negative_budget_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"select\.budget"):
-        build_shortlist(TOY, TOY_COUNTS, budget=-1)
 
 
 def test_neighbour_counts_skip_the_image_itself() -> None:
