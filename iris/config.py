@@ -157,6 +157,9 @@ Count = Annotated[int, at_least(0)]
 Positive = Annotated[int, at_least(1)]
 Seconds = Annotated[float, at_least(0)]
 HttpUrl = Annotated[str, Matches(r"(https?://\S+)?", "empty or an http(s):// URL")]
+QdrantUrl = Annotated[
+    str, Matches(r"(https?://\S+|:memory:|local:\S+)?", "empty, an http(s):// URL, :memory: or local:PATH")
+]
 
 MEMBER_NAME = r"k(?P<k>[1-9][0-9]*)-(?P<weighting>uniform|distance)(?:-(?P<metric>cosine|dot|euclid))?"
 """A kNN ensemble member's name (see :mod:`iris.pseudolabel.members`)."""
@@ -238,8 +241,9 @@ class StoreSettings:
     """The vector store: Qdrant Edge in the work directory, or a Qdrant server."""
 
     kind: Literal["edge", "server"] = "edge"
-    url: HttpUrl = ""
-    """Qdrant server URL; setting it selects the server store."""
+    url: QdrantUrl = ""
+    """Qdrant server URL; setting it selects the server store (``:memory:`` and ``local:PATH``
+    select qdrant-client's local mode)."""
     api_key: str = ""
     collection: Annotated[str, Matches(r"[A-Za-z0-9_-]+", "letters, digits, _ or -")] = "iris"
     hnsw_ef: Count = 0
@@ -497,7 +501,12 @@ def _show(value: Any) -> str:
 
 
 class _Refused(ValueError):
-    """A value cannot be read as the declared type."""
+    """A value cannot be read as the declared type; ``item`` says which item of a list."""
+
+    def __init__(self, value: Any, item: tuple[Any, Any] | None = None) -> None:
+        super().__init__(value)
+        self.item = item
+        """``(item, its declared type)`` when one item of a list is the problem."""
 
 
 def _coerce(value: Any, annotation: Any) -> Any:
@@ -520,7 +529,13 @@ def _coerce(value: Any, annotation: Any) -> Any:
             items = value
         if not isinstance(items, list | tuple):
             raise _Refused(value)
-        return tuple(_coerce(v, item_type) for v in items)
+        coerced = []
+        for item in items:
+            try:
+                coerced.append(_coerce(item, item_type))
+            except _Refused:
+                raise _Refused(value, item=(item, item_type)) from None
+        return tuple(coerced)
     if base is bool:
         if isinstance(value, bool):
             return value
@@ -620,11 +635,13 @@ def _apply(
                 raise ConfigError(f"unknown key {section}.{key} (from {origin(section, key)}); {hint}")
             try:
                 kwargs[key] = _coerce(value, hints[key])
-            except _Refused:
+            except _Refused as refused:
                 where = origin(section, key)
-                raise ConfigError(
-                    f"{section}.{key} = {_show(value)} (from {where}): expected {expected(hints[key])}"
-                ) from None
+                if refused.item is None:
+                    why = f"expected {expected(hints[key])}"
+                else:
+                    why = f"item {_show(refused.item[0])}: expected {expected(refused.item[1])}"
+                raise ConfigError(f"{section}.{key} = {_show(value)} (from {where}): {why}") from None
             origins[f"{section}.{key}"] = origin(section, key)
         changed[section] = replace(current, **kwargs)
     return replace(settings, **changed)
@@ -673,18 +690,17 @@ def _flag(key: str, flags: Mapping[str, str] | None) -> str:
 
 
 def _problem(value: Any, annotation: Any) -> str | None:
-    """Why ``value`` breaks its declaration (``None`` when it does not)."""
+    """What ``value`` should have been (``expected ...``), or ``None`` when it is allowed."""
     base, constraints = _split(annotation)
     if typing.get_origin(base) is Literal and value not in typing.get_args(base):
-        return "not allowed"
+        return f"expected {expected(annotation)}"
     if typing.get_origin(base) is tuple:
         item_type = typing.get_args(base)[0]
         for item in value:
             if _problem(item, item_type) is not None:
-                return f"item {_show(item)} is not allowed"
-    for constraint in constraints:
-        if not constraint.allows(value):
-            return "not allowed"
+                return f"item {_show(item)}: expected {expected(item_type)}"
+    if not all(constraint.allows(value) for constraint in constraints):
+        return f"expected {expected(annotation)}"
     return None
 
 
@@ -708,10 +724,7 @@ def check_settings(settings: Settings, origins: Mapping[str, str] | None = None)
                 continue
             name = f"{section}.{key}"
             where = (origins or {}).get(name, "default")
-            item = "" if why == "not allowed" else f"{why}; "
-            problems.append(
-                (name, f"{name} = {_show(value)} (from {where}): {item}expected {expected(annotation)}")
-            )
+            problems.append((name, f"{name} = {_show(value)} (from {where}): {why}"))
     if problems:
         more = f" (also invalid: {', '.join(n for n, _ in problems[1:])})" if len(problems) > 1 else ""
         raise ConfigError(problems[0][1] + more)

@@ -139,7 +139,8 @@ def test_intervals_allow_and_say_their_range(
         ("pseudolabel.estimate_folds", "an integer 0 or >= 2"),
         ("task.label_column", "non-empty text"),
         ("train.device", "auto, cpu, mps or cuda[:N]"),
-        ("store.url", "empty or an http(s):// URL"),
+        ("crowd.toloka_url", "empty or an http(s):// URL"),
+        ("store.url", "empty, an http(s):// URL, :memory: or local:PATH"),
         ("pseudolabel.use_kmeans", "true or false"),
     ],
 )
@@ -310,7 +311,7 @@ BAD_VALUE_PER_SECTION = [
     (
         "propagate",
         "weightings = ['gaussian']",
-        'propagate.weightings = ["gaussian"] (from iris.toml): expected a list',
+        'propagate.weightings = ["gaussian"] (from iris.toml): item "gaussian": expected one of',
     ),
     ("train", "val_fraction = 1.0", "train.val_fraction = 1.0 (from iris.toml): expected a number in [0, 1)"),
 ]
@@ -405,6 +406,29 @@ def test_a_bad_flag_is_named(
     with pytest.raises(ConfigError) as info:
         load_settings(None, environ={}, overrides=overrides, flags=flags)
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("ks = [3, 0]", "propagate.ks = [3, 0] (from iris.toml): item 0: expected an integer >= 1"),
+        ("ks = []", "propagate.ks = [] (from iris.toml): expected a list (not empty), each an integer >= 1"),
+        (
+            "metrics = ['cosine', 'dot']",
+            'propagate.metrics = ["cosine", "dot"] (from iris.toml): '
+            'item "dot": expected one of cosine, euclid',
+        ),
+        ("ks = 3", "propagate.ks = 3 (from iris.toml): expected a list (not empty), each an integer >= 1"),
+    ],
+)
+def test_a_bad_list_names_the_item(tmp_path: Path, line: str, message: str) -> None:
+    assert refusal(tmp_path, f"[propagate]\n{line}\n") == message
+
+
+def test_a_repeated_member_is_refused(tmp_path: Path) -> None:
+    assert refusal(tmp_path, "[pseudolabel]\nmembers = ['k3-uniform', 'k3-uniform']\n").endswith(
+        "expected a list (not empty, without repeats), each k<K>-<uniform|distance>[-<cosine|dot|euclid>]"
+    )
 
 
 def test_every_bad_value_is_counted_in_one_line(tmp_path: Path) -> None:
