@@ -445,6 +445,33 @@ OTHER_ENV: frozenset[str] = frozenset({"IRIS_WORKDIR", "IRIS_PROGRESS"})
 """``IRIS_*`` variables that are read elsewhere and are not settings (no warning for them)."""
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A rule across fields of one section, checked after each field's own declaration."""
+
+    keys: tuple[str, ...]
+    """The ``section.key`` names it ties together (shown with their values and sources)."""
+    holds: Callable[[Settings], bool]
+    says: str
+    """What it asks, in words."""
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        ("ingest.min_side", "ingest.max_side"),
+        lambda s: s.ingest.min_side <= s.ingest.max_side,
+        "ingest.min_side <= ingest.max_side (otherwise every image is rejected)",
+    ),
+    Rule(
+        ("task.positive", "task.negative"),
+        lambda s: s.task.positive.strip().casefold() != s.task.negative.strip().casefold(),
+        "two different label cell values (compared case-insensitively)",
+    ),
+)
+"""Rules across fields that no single declaration can say. The crowd's (honeypots per page
+below the page size, two class names) are in :class:`iris.crowd.spec.CampaignSpec`."""
+
+
 class ConfigWarning(UserWarning):
     """A setting source holds something iris ignores (an unknown ``IRIS_*`` variable)."""
 
@@ -725,9 +752,22 @@ def check_settings(settings: Settings, origins: Mapping[str, str] | None = None)
             name = f"{section}.{key}"
             where = (origins or {}).get(name, "default")
             problems.append((name, f"{name} = {_show(value)} (from {where}): {why}"))
+    if not problems:
+        for rule in RULES:
+            if not rule.holds(settings):
+                seen = " and ".join(
+                    f"{key} = {_show(_value(settings, key))} (from {(origins or {}).get(key, 'default')})"
+                    for key in rule.keys
+                )
+                problems.append((rule.keys[0], f"{seen}: expected {rule.says}"))
     if problems:
         more = f" (also invalid: {', '.join(n for n, _ in problems[1:])})" if len(problems) > 1 else ""
         raise ConfigError(problems[0][1] + more)
+
+
+def _value(settings: Settings, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(settings, section), name)
 
 
 def _warn(message: str) -> None:

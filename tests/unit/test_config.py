@@ -438,6 +438,25 @@ def test_every_bad_value_is_counted_in_one_line(tmp_path: Path) -> None:
     assert message.endswith("(also invalid: crowd.overlap, train.epochs)")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[ingest]\nmin_side = 64\nmax_side = 32\n",
+            "ingest.min_side = 64 (from iris.toml) and ingest.max_side = 32 (from iris.toml): "
+            "expected ingest.min_side <= ingest.max_side (otherwise every image is rejected)",
+        ),
+        (
+            "[task]\npositive = 'yes'\nnegative = ' YES'\n",
+            'task.positive = "yes" (from iris.toml) and task.negative = " YES" (from iris.toml): '
+            "expected two different label cell values (compared case-insensitively)",
+        ),
+    ],
+)
+def test_rules_across_fields_name_every_key(tmp_path: Path, text: str, message: str) -> None:
+    assert refusal(tmp_path, text) == message
+
+
 def test_a_value_built_in_code_is_checked_too() -> None:
     settings = dataclasses.replace(Settings(), select=dataclasses.replace(Settings().select, budget=-1))
     with pytest.raises(
