@@ -837,10 +837,14 @@ def _toml_value(value: Any) -> str:
 
 
 def render_toml(settings: Settings) -> str:
-    """Write every setting out as TOML, with the field docstrings omitted."""
+    """Write every setting out as TOML, each with what it allows as a comment where that says
+    more than its type (the field docstrings are omitted)."""
     lines = ["# iris settings; environment variables IRIS_<SECTION>_<KEY> and flags override these."]
     for section in SECTIONS:
         lines.append(f"\n[{section}]")
+        hints = _hints(section)
         for key, value in dataclasses.asdict(getattr(settings, section)).items():
-            lines.append(f"{key} = {_toml_value(value)}")
+            allowed = expected(hints[key])
+            plain = allowed in {"text", "non-empty text", "true or false"}
+            lines.append(f"{key} = {_toml_value(value)}" + ("" if plain else f"  # {allowed}"))
     return "\n".join(lines) + "\n"

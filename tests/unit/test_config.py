@@ -64,6 +64,11 @@ def test_qdrant_url_alias_selects_server(tmp_path: Path) -> None:
 def test_init_writes_a_file_that_reads_back_as_the_defaults(tmp_path: Path) -> None:
     work = init_workdir(tmp_path / "w")
     assert load_settings(work.root, environ={}) == Settings()
+    lines = work.config.read_text().splitlines()
+    # What a key allows is written beside it, where it says more than the type.
+    assert "overlap = 3  # an integer >= 1" in lines
+    assert 'kind = "edge"  # one of edge, server' in lines
+    assert "use_kmeans = true" in lines and 'api_key = ""' in lines
 
 
 def test_rendered_settings_round_trip_with_every_kind_of_value(tmp_path: Path) -> None:
