@@ -169,6 +169,18 @@ PropagateMetric = Literal["cosine", "euclid"]
 """Distances of propagation's search."""
 AggregateMethod = Literal["majority-vote", "wawa", "dawid-skene", "glad"]
 """Names in :data:`iris.aggregate.AGGREGATORS`."""
+BackboneName = Literal[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+]
+"""Names in :data:`iris.embed.backbones.BACKBONES` (that registry imports torch, so the names
+are repeated here to be checked at load; a test keeps the two equal)."""
 ScheduleName = Literal["noam", "cosine", "constant"]
 """Names in :data:`iris.train.schedule.SCHEDULES`."""
 
@@ -222,9 +234,7 @@ class IngestSettings:
 class EmbedSettings:
     """Fine-tuning the backbone on the ground truth and embedding every image (``iris embed``)."""
 
-    backbone: Annotated[str, NOT_EMPTY] = "efficientnet_lite0"
-    """A name in :data:`iris.embed.backbones.BACKBONES` (checked when embed starts: the
-    registry imports torch)."""
+    backbone: BackboneName = "efficientnet_lite0"
     weights: Annotated[str, NOT_EMPTY] = "imagenet"
     """``imagenet``, ``none`` or a path to a state-dict file."""
     image_size: Annotated[int, at_least(16)] = 128
@@ -394,8 +404,7 @@ class PropagateSettings:
 class TrainSettings:
     """The final classifier (``iris train``)."""
 
-    backbone: Annotated[str, NOT_EMPTY] = "resnet18"
-    """A name in :data:`iris.embed.backbones.BACKBONES` (checked when training starts)."""
+    backbone: BackboneName = "resnet18"
     weights: Annotated[str, NOT_EMPTY] = "imagenet"
     head: Literal["linear", "mlp"] = "linear"
     image_size: Annotated[int, at_least(16)] = 128

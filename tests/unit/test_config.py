@@ -165,12 +165,14 @@ def choices(section: str, key: str) -> set[str]:
 def test_choices_match_the_registries() -> None:
     """Literals in the settings name exactly what the stages' registries hold."""
     from iris.aggregate import AGGREGATORS
+    from iris.embed.backbones import BACKBONES
     from iris.train.heads import HEADS
     from iris.train.schedule import SCHEDULES
 
     assert choices("aggregate", "method") == set(AGGREGATORS)
     assert choices("train", "schedule") == set(SCHEDULES)
     assert choices("train", "head") == set(HEADS)
+    assert choices("embed", "backbone") == choices("train", "backbone") == set(BACKBONES)
 
 
 def test_choices_are_what_propagation_votes_with() -> None:
@@ -329,6 +331,13 @@ def test_the_cases_cover_every_section() -> None:
 @pytest.mark.parametrize(("section", "line", "message"), BAD_VALUE_PER_SECTION)
 def test_one_bad_value_per_section_is_named(tmp_path: Path, section: str, line: str, message: str) -> None:
     assert refusal(tmp_path, f"[{section}]\n{line}\n").startswith(message)
+
+
+def test_an_unknown_backbone_is_refused_at_load_not_at_embed(tmp_path: Path) -> None:
+    assert refusal(tmp_path, "[train]\nbackbone = 'resnet19'\n") == (
+        'train.backbone = "resnet19" (from iris.toml): expected one of resnet18, resnet34, resnet50, '
+        "resnet101, resnet152, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2"
+    )
 
 
 def test_overlap_2_9_is_refused_not_truncated(tmp_path: Path) -> None:
