@@ -161,7 +161,9 @@ QdrantUrl = Annotated[
     str, Matches(r"(https?://\S+|:memory:|local:\S+)?", "empty, an http(s):// URL, :memory: or local:PATH")
 ]
 
-MEMBER_NAME = r"k(?P<k>[1-9][0-9]*)-(?P<weighting>uniform|distance)(?:-(?P<metric>cosine|dot|euclid))?"
+MEMBER_NAME = (
+    r"\s*k(?P<k>0*[1-9][0-9]*)-(?P<weighting>uniform|distance)(?:-(?P<metric>cosine|dot|euclid))?\s*"
+)
 """A kNN ensemble member's name (see :mod:`iris.pseudolabel.members`)."""
 Weighting = Literal["uniform", "distance"]
 """Vote weightings of propagation's search."""

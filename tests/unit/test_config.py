@@ -187,7 +187,19 @@ def test_choices_are_what_propagation_votes_with() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["k3-uniform", "k15-distance", "k5-uniform-euclid", "k7-distance-dot", "k0-uniform", "k5-gauss", "k5"],
+    [
+        "k3-uniform",
+        "k15-distance",
+        "k5-uniform-euclid",
+        "k7-distance-dot",
+        "k0-uniform",
+        "k00-uniform",
+        "k05-uniform",
+        " k3-uniform ",
+        "k5-gauss",
+        "k5",
+        "k-1-uniform",
+    ],
 )
 def test_member_names_accepted_as_the_member_parser_reads_them(name: str, tmp_path: Path) -> None:
     from iris.pseudolabel.members import parse_member
