@@ -22,9 +22,13 @@ line naming the key, the value, where it came from and what is allowed::
 Unknown sections and keys in ``iris.toml`` are refused (naming the nearest real key):
 the file is iris's own and a misspelt key would silently fall back to its default. An
 unknown ``IRIS_*`` variable only gets a warning naming the nearest real one, because the
-environment is shared with other programs and shells. Rules that tie two fields together
-(honeypots per page below the page size, two class names that differ) live with the
-code that needs them, e.g. :class:`iris.crowd.spec.CampaignSpec`.
+environment is shared with other programs and shells. Rules that tie fields of a section
+together are :data:`RULES`, checked after the fields; the crowd's (honeypots per page
+below the page size, two class names that differ) stay in
+:class:`iris.crowd.spec.CampaignSpec`, which is built from them.
+
+A new setting is one field with a docstring; a number must declare its range (a test
+checks that none is bare).
 """
 
 from __future__ import annotations
