@@ -185,6 +185,19 @@ class CrowdSettings:
     pace_s: float = 0.0
     """Simulated crowd: wall-clock seconds to wait after each page bought (0 = at once), to
     watch a campaign progress or to interrupt one in a test."""
+    # web labeler (`iris crowd serve`); not part of the campaign fingerprint
+    web_lease_minutes: float = 30.0
+    """Web labeler: a page not submitted within this many minutes expires; its tasks go back."""
+    web_open_signup: bool = False
+    """Web labeler: anyone who opens the address may join; off = only invitation links."""
+    web_exam_questions: int = 0
+    """Web labeler: exam questions drawn per worker from the exam pool (0 = all), in their own order."""
+    web_url: str = "http://127.0.0.1:8080"
+    """Web labeler: the address people reach it at (invitation links start with it)."""
+    web_max_body_kb: int = 256
+    """Web labeler: larger request bodies are refused with 413 before they are read."""
+    web_timeout_s: float = 30.0
+    """Web labeler: a client that takes longer to send its request headers, or its body, is cut off."""
     seed: int = 0
 
 

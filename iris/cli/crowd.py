@@ -1,4 +1,4 @@
-"""``iris crowd plan | launch | status | collect | stop | report``: the crowd campaign."""
+"""``iris crowd plan | launch | status | collect | stop | report | serve | invite``: the crowd campaign."""
 
 from __future__ import annotations
 
@@ -166,21 +166,49 @@ def report_command(state: CliState, as_json: bool) -> None:
 
 
 @crowd_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 127.0.0.1 means only this machine (0.0.0.0: every interface).",
+)
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on (0: any free one).")
 @pass_state
 def serve_command(state: CliState, host: str, port: int) -> None:
     """Serve the self-hosted labeler for the campaign launched with `--backend web`."""
-    from iris.crowd.web_server import make_server
+    from iris.crowd.web_server import bind, describe, make_server
 
-    server = make_server(state.workdir, _settings(state, "web"), host=host, port=port)
-    click.echo(f"labeler at http://{host}:{server.server_address[1]}/ (Ctrl-C stops it; answers are kept)")
+    settings = _settings(state, "web")
+    server = make_server(state.workdir, settings)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        sock = bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    for line in describe(state.workdir, settings, host, sock.getsockname()[1]):
+        click.echo(line)
+    server.run(sockets=[sock])
+
+
+@crowd_group.command("invite")
+@click.argument("n", type=int)
+@click.option(
+    "--base-url", default=None, help="Address people reach the labeler at (default: crowd.web_url)."
+)
+@json_option
+@pass_state
+def invite_command(state: CliState, n: int, base_url: str | None, as_json: bool) -> None:
+    """Print N invitation links for the web labeler, one per person (each is their sign-in)."""
+    from iris.crowd.web_server import invite_links
+
+    links = invite_links(state.workdir, _settings(state, "web"), n, base_url=base_url)
+    if as_json:
+        click.echo(json.dumps(links, indent=2))
+        return
+    for link in links:
+        click.echo(link)
+    click.echo(
+        f"{n} invitation link(s): send one to each person; opening it again signs them back in.", err=True
+    )
 
 
 COMMANDS = [crowd_group]

@@ -86,7 +86,13 @@ def load_inputs(workdir: Workdir, settings: Settings) -> CampaignInputs:
 
 
 def _fingerprint(inputs: CampaignInputs, settings: Settings) -> str:
-    crowd = {k: v for k, v in asdict(settings.crowd).items() if k not in {"toloka_token", "toloka_url"}}
+    # Connection details and the web labeler's serving options (lease, signup, limits) may
+    # change while a campaign runs; they do not change what it buys.
+    crowd = {
+        k: v
+        for k, v in asdict(settings.crowd).items()
+        if k not in {"toloka_token", "toloka_url"} and not k.startswith("web_")
+    }
     blob = json.dumps(
         {
             "spec": inputs.spec.fingerprint(),
@@ -227,6 +233,8 @@ class CampaignReport:
     banned: int
     bans_by_rule: dict[str, int]
     cost: float
+    next_step: str = ""
+    """What the user does to move an unfinished campaign on (serve it, invite people…)."""
 
 
 def run_campaign(workdir: Workdir, settings: Settings) -> CampaignReport:
@@ -252,4 +260,5 @@ def run_campaign(workdir: Workdir, settings: Settings) -> CampaignReport:
         banned=collected.bans.height,
         bans_by_rule=dict(zip(by_rule["rule"].to_list(), by_rule["len"].to_list(), strict=True)),
         cost=st.cost,
+        next_step=str(st.detail.get("next_step", "")),
     )
