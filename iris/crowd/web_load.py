@@ -21,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -230,11 +231,12 @@ class ScriptedWorker:
                 self.conn.request(method, path, body=body, headers=headers)
                 response = self.conn.getresponse()
                 data = response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                # A keep-alive connection the server closed while idle: reconnect once.
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected) as exc:
+                # A keep-alive connection the server closed while it was idle: reconnect once.
+                # A POST is sent again only when it could not even be written.
                 self.conn.close()
                 self.conn = None
-                if attempt or method == "POST":
+                if attempt or (method == "POST" and not isinstance(exc, BrokenPipeError)):
                     raise
                 continue
             self.log.latencies.append(time.perf_counter() - start)
@@ -451,3 +453,24 @@ BROKEN = (
     "acked_wrong_label",
 )
 """The keys of :func:`audit` that must be zero."""
+
+
+@contextmanager
+def serve_in_thread(workdir: Workdir, settings: Settings) -> Iterator[str]:
+    """The labeler served by uvicorn in a background thread of this process; yields its URL."""
+    from iris.crowd.web_server import bind, make_server
+
+    server = make_server(workdir, settings)
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

@@ -685,7 +685,7 @@ def _small_int(text: str) -> int | None:
     return value if value <= MAX_ID else None
 
 
-def build_app(workdir: Workdir, settings: Settings) -> Starlette:
+def build_app(workdir: Workdir, settings: Settings) -> Any:
     """The labeler's ASGI app for the campaign launched in ``workdir``.
 
     Raises:
@@ -722,7 +722,35 @@ def build_app(workdir: Workdir, settings: Settings) -> Starlette:
     ]
     starlette = Starlette(routes=routes, exception_handlers={404: app.not_found, 405: app.not_found})
     starlette.state.labeler = app
-    return starlette
+    return LimitsMiddleware(starlette, max_body=app.limits.max_body)
+
+
+class LimitsMiddleware:
+    """Refuse a request whose declared body or whose headers are too large before any route
+    runs (h11 only bounds headers that arrive in pieces)."""
+
+    def __init__(self, app: Any, *, max_body: int, max_headers: int = MAX_HEADER_BYTES) -> None:
+        self.app, self.max_body, self.max_headers = app, max_body, max_headers
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            size = sum(len(k) + len(v) + 4 for k, v in headers)
+            length = next((v for k, v in headers if k == b"content-length"), None)
+            status, text = 0, ""
+            if size > self.max_headers:
+                status, text = 431, f"request headers over {self.max_headers // 1024} KiB\n"
+            elif length is not None and (not length.isdigit() or int(length) > self.max_body):
+                status, text = (
+                    (413, f"request body over {self.max_body // 1024} KiB\n")
+                    if length.isdigit()
+                    else (400, "Content-Length is not a number\n")
+                )
+            if status:
+                response = Response(text, status_code=status, media_type="text/plain", headers={"Connection": "close"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def guarded_protocol(header_timeout_s: float) -> type[H11Protocol]:
