@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import logging
 import mimetypes
 import secrets
 import socket
@@ -393,7 +394,7 @@ class LabelerApp:
             f"<h1>{_e(title)}</h1><p>{_e(intro)}</p>"
             f"<p class='keys'>Keys: <kbd>1</kbd> {_e(pos)} · <kbd>2</kbd> {_e(neg)} · <kbd>←</kbd><kbd>→</kbd> move · "
             "<kbd>Z</kbd> zoom · <kbd>Enter</kbd> submit. Click an image to zoom.</p>"
-            "<div class='progress'><div class='track'><div class='fill'></div></div>"
+            f"<div class='progress'><progress max='{len(page.tasks)}' value='0'></progress>"
             f"<span class='count'><span id='answered'>0/{len(page.tasks)}</span> answered</span></div>"
             f"<form id='page-form' method='post' action='/submit' data-kind='{page.kind}'>"
             f"<input type='hidden' name='page' value='{_e(page.page)}'>"
@@ -528,8 +529,9 @@ class LabelerApp:
             verdict = (
                 "All right — well done." if not result.hints else "Look at the mistakes before the exam:"
             )
+            tone = "good" if not result.hints else "wait"
             body = (
-                f"<h1>Training checked</h1><div class='card-box notice good'><p data-testid='score'>"
+                f"<h1>Training checked</h1><div class='card-box notice {tone}'><p data-testid='score'>"
                 f"{result.correct}/{result.checked} right.</p><p>{verdict}</p></div>"
                 f"<ul class='hints'>{hints}</ul>"
                 "<p><a class='button' href='/work' data-testid='next'>Continue to the exam</a></p>"
@@ -620,7 +622,7 @@ class LabelerApp:
             f"<td class='num'>{w['pages']}</td><td class='num'>{w['answers']}</td>"
             f"<td class='num'>{pct(w['honeypot_accuracy'])} <span class='muted'>({w['honeypots']})</span></td>"
             f"<td class='num'>{pct(w['agreement'])}</td>"
-            f"<td>{_e(w['ban_rule'] or '')}{' — ' + _e(w['ban_detail']) if w['ban_detail'] else ''}"
+            f"<td class='why'>{_e(w['ban_rule'] or '')}{' — ' + _e(w['ban_detail']) if w['ban_detail'] else ''}"
             f"{' (until ' + _e(w['banned_until'][:16].replace('T', ' ')) + ')' if w['banned_until'] else ''}</td></tr>"
             for w in d["worker_table"]
         )
@@ -629,10 +631,10 @@ class LabelerApp:
             f"<td class='num'>{p['tasks']}</td><td class='num'>{_span(p['age_s'])}</td>"
             f"<td class='num'>{_span(p['expires_in_s'])}</td></tr>"
             for p in d["pending"]
-        )
+        ) or "<tr><td colspan='6' class='muted'>none: no page is out right now</td></tr>"
         return (
             "<h1>Owner dashboard</h1>"
-            f"<div class='progress'><div class='track'><div class='fill' style='width:{share:.1%}'></div></div>"
+            f"<div class='progress'><progress max='{max(d['tasks'], 1)}' value='{d['tasks_done']}'></progress>"
             f"<span class='count' data-testid='progress'>{share:.0%} of tasks done</span></div>"
             "<div class='stats'>"
             + "".join(f"<div class='stat'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in stats)
@@ -672,6 +674,13 @@ class LabelerApp:
 
     async def healthz(self, request: Request) -> Response:
         return Response("ok\n", media_type="text/plain")
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        logging.getLogger("iris.labeler").exception("error on %s %s", request.method, request.url.path)
+        return self.problem(
+            HttpProblem(500, "Something went wrong", "The labeler hit an error; nothing on this page was lost "
+                        "that was saved before. Please try again.")
+        )
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
         return self.problem(HttpProblem(404, "Not found", "There is no such page here."))
@@ -720,7 +729,10 @@ def build_app(workdir: Workdir, settings: Settings) -> Any:
         Route("/static/{name}", guarded(app.static)),
         Route("/healthz", app.healthz),
     ]
-    starlette = Starlette(routes=routes, exception_handlers={404: app.not_found, 405: app.not_found})
+    starlette = Starlette(
+        routes=routes,
+        exception_handlers={404: app.not_found, 405: app.not_found, Exception: app.server_error},
+    )
     starlette.state.labeler = app
     return LimitsMiddleware(starlette, max_body=app.limits.max_body)
 

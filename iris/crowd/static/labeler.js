@@ -8,6 +8,9 @@
   });
   var zoom = document.getElementById("zoom");
   var zoomImg = zoom ? zoom.querySelector("img") : null;
+  if (zoomImg) zoomImg.addEventListener("load", function () {
+    zoomImg.classList.toggle("tiny", zoomImg.naturalWidth < 96);
+  });
   function openZoom(src, caption) {
     if (!zoom) return;
     zoomImg.src = src;
@@ -37,7 +40,7 @@
   if (!form) return;
   var cards = Array.prototype.slice.call(form.querySelectorAll("figure.task"));
   var total = cards.length;
-  var fill = document.querySelector(".progress .fill");
+  var bar = document.querySelector(".progress progress");
   var count = document.getElementById("answered");
   var submit = form.querySelector("button[type=submit]");
   var missing = document.getElementById("missing");
@@ -46,9 +49,12 @@
   function refresh() {
     var n = cards.filter(answered).length;
     cards.forEach(function (c) { c.classList.toggle("answered", answered(c)); });
-    if (fill) fill.style.width = (100 * n / total) + "%";
+    if (bar) bar.value = n;
     if (count) count.textContent = n + "/" + total;
-    if (missing) missing.textContent = n < total ? (total - n) + " left" : "all answered \u2014 Enter submits";
+    if (missing) {
+      missing.textContent = n < total ? (total - n) + " left" : "all answered \u2014 Enter submits";
+      missing.classList.toggle("complete", n === total);
+    }
     if (submit) submit.disabled = n < total;
   }
   function setCurrent(i, scroll) {
