@@ -35,7 +35,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS assignments (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS task_once_per_worker ON assignments(task, worker) WHERE state != 'expired';
 CREATE INDEX IF NOT EXISTS assignments_by_task ON assignments(task, state);
+CREATE INDEX IF NOT EXISTS items_by_priority ON items(role, priority, id);
 CREATE TABLE IF NOT EXISTS answers (
     task INTEGER NOT NULL, worker TEXT NOT NULL, label INTEGER NOT NULL, page TEXT NOT NULL,
     submitted_at TEXT NOT NULL, duration REAL NOT NULL, is_honeypot INTEGER NOT NULL,
@@ -510,22 +511,23 @@ class LabelerDB:
     def _tasks_for(db: sqlite3.Connection, name: str, spec: CampaignSpec) -> list[int]:
         """Real tasks whose answers plus reservations are short of ``overlap``, that this
         worker holds or answered nowhere, first by priority."""
+        # Walks the tasks in priority order (an index) and stops at a full page; each task's
+        # count is an index lookup, so a page costs about the same early and late.
         rows = db.execute(
             """
-            WITH counted AS (
-                SELECT a.task, COUNT(*) AS n FROM assignments a
-                LEFT JOIN workers w ON w.worker = a.worker
-                WHERE a.state = 'pending'
-                   OR (a.state = 'answered' AND (w.banned_until IS NULL OR ?))
-                GROUP BY a.task
-            ), mine AS (
-                SELECT task FROM assignments WHERE worker = ? AND state != 'expired'
-            )
-            SELECT i.id FROM items i LEFT JOIN counted c ON c.task = i.id
-            WHERE i.role = 'task' AND COALESCE(c.n, 0) < ? AND i.id NOT IN (SELECT task FROM mine)
+            SELECT i.id FROM items i
+            WHERE i.role = 'task'
+              AND (
+                SELECT COUNT(*) FROM assignments a LEFT JOIN workers w ON w.worker = a.worker
+                WHERE a.task = i.id
+                  AND (a.state = 'pending' OR (a.state = 'answered' AND (w.banned_until IS NULL OR ?)))
+              ) < ?
+              AND NOT EXISTS (
+                SELECT 1 FROM assignments m WHERE m.task = i.id AND m.worker = ? AND m.state != 'expired'
+              )
             ORDER BY i.priority, i.id LIMIT ?
             """,
-            (0 if spec.rules.reissue_banned else 1, name, spec.overlap, spec.real_per_page),
+            (0 if spec.rules.reissue_banned else 1, spec.overlap, name, spec.real_per_page),
         ).fetchall()
         return [int(r[0]) for r in rows]
 
@@ -654,9 +656,10 @@ class LabelerDB:
                 stage = "main" if score >= spec.exam_pass else "failed"
                 db.execute("UPDATE workers SET exam_score = ? WHERE worker = ?", (score, name))
             db.execute("UPDATE workers SET stage = ? WHERE worker = ?", (stage, name))
-            # Quality control of this worker in the same transaction: the page that earns a
-            # ban is the last one saved.
-            bans = self._quality_control(db, spec, now, worker=name) if kind == "main" else {}
+        # Quality control of this worker, before they hear back: the page that earns a ban is
+        # the last one saved. It reads a snapshot without holding the write lock (this
+        # worker has no other page out, so nothing of theirs changes meanwhile).
+        bans = self._check_worker(spec, now, name, page, duration, len(tasks)) if kind == "main" else {}
         hints = {t: label for t, label in truth.items() if answers[t] != label} if kind == "training" else {}
         return Submitted(kind, correct, len(truth), stage, dict(answers), hints, bans.get(name))
 
@@ -666,27 +669,80 @@ class LabelerDB:
         with self._tx() as db:
             return self._quality_control(db, spec, now or _now())
 
-    def _quality_control(
-        self, db: sqlite3.Connection, spec: CampaignSpec, now: datetime, *, worker: str | None = None
-    ) -> dict[str, Ban]:
-        """Evaluate the rules; with ``worker``, only on that worker, from the answers on the
-        tasks they answered (all any rule needs about them), so a submit costs what the
-        worker did, not what the whole campaign did."""
-        answers = self._answers(db, worker=worker)
+    def _quality_control(self, db: sqlite3.Connection, spec: CampaignSpec, now: datetime) -> dict[str, Ban]:
+        """Evaluate the rules on every answer and ban whom they catch."""
+        answers = self._answers(db)
         already = {r[0] for r in db.execute("SELECT worker FROM workers WHERE banned_until IS NOT NULL")}
         bans = quality.evaluate(answers, self._gold(db), spec.rules, now=now, already_banned=already)
-        if worker is not None:
-            bans = bans.filter(pl.col("worker") == worker)
+        return self._ban(db, bans, now)
+
+    def _ban(self, db: sqlite3.Connection, bans: pl.DataFrame, now: datetime) -> dict[str, Ban]:
         out: dict[str, Ban] = {}
         for ban in bans.iter_rows(named=True):
             db.execute(
                 "UPDATE workers SET banned_rule = ?, banned_detail = ?, banned_at = ?, banned_until = ? "
-                "WHERE worker = ?",
-                (ban["rule"], ban["detail"], ban["at"].isoformat(), ban["until"].isoformat(), ban["worker"]),
+                "WHERE worker = ? AND (banned_until IS NULL OR banned_until <= ?)",
+                (
+                    ban["rule"],
+                    ban["detail"],
+                    ban["at"].isoformat(),
+                    ban["until"].isoformat(),
+                    ban["worker"],
+                    now.isoformat(),
+                ),
             )
             self._expire(db, now, worker=ban["worker"])
             out[str(ban["worker"])] = Ban(ban["rule"], ban["detail"], ban["at"], ban["until"])
         return out
+
+    def _check_worker(
+        self, spec: CampaignSpec, now: datetime, worker: str, page: str, duration: float, n_tasks: int
+    ) -> dict[str, Ban]:
+        """The rules on one worker after their page ``page``: the fast rule on that page (earlier
+        pages were checked when they came in), the honeypot and majority rules on the answers
+        to the tasks this worker answered, which is all they need about them. So a submit costs
+        what the worker did, not what the whole campaign did; a rule that cannot fire yet (too
+        few answers for its window, or a threshold of 0) is not evaluated."""
+        rules = spec.rules
+        fast = rules.fast
+        threshold = fast.min_seconds * (min(n_tasks / fast.page_size, 1.0) if fast.page_size else 1.0)
+        bans = pl.DataFrame(schema=quality.BANS)
+        if duration < threshold:
+            bans = pl.DataFrame(
+                [
+                    {
+                        "worker": worker,
+                        "rule": "fast",
+                        "detail": f"page {page} in {duration:.1f}s < {threshold:.3g}s",
+                        "at": now,
+                        "until": now + timedelta(days=fast.ban_days),
+                    }
+                ],
+                schema=quality.BANS,
+            )
+        else:
+            with self._read() as db:
+                hp, real = db.execute(
+                    "SELECT COALESCE(SUM(a.is_honeypot), 0), COALESCE(SUM(1 - a.is_honeypot), 0) "
+                    "FROM answers a JOIN pages p ON p.page = a.page WHERE a.worker = ? AND p.kind = 'main'",
+                    (worker,),
+                ).fetchone()
+                honeypot_can = rules.honeypot.min_accuracy > 0 and hp >= rules.honeypot.window
+                majority_can = rules.majority.min_agreement > 0 and real >= rules.majority.window
+                if not (honeypot_can or majority_can):
+                    return {}
+                answers = self._answers(db, worker=worker)
+                already = {
+                    r[0] for r in db.execute("SELECT worker FROM workers WHERE banned_until IS NOT NULL")
+                }
+                gold = self._gold(db)
+            no_fast = replace(rules, fast=replace(fast, min_seconds=0.0))
+            bans = quality.evaluate(answers, gold, no_fast, now=now, already_banned=already)
+            bans = bans.filter(pl.col("worker") == worker)
+            if not bans.height:
+                return {}
+        with self._tx() as db:
+            return self._ban(db, bans, now)
 
     @staticmethod
     def _gold(db: sqlite3.Connection) -> pl.DataFrame:
