@@ -81,8 +81,9 @@ def main() -> None:
     print(f"{'run':<10}{'requests':>10}{'seconds':>10}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'pages':>8}")
     for i, run in enumerate(runs):
         s = run.summary()
+        name = "after kill" if i else "load"
         print(
-            f"{'after kill' if i else 'load':<10}{s['requests']:>10}{s['seconds']:>10.1f}{s['requests_per_s']:>10.1f}"
+            f"{name:<10}{s['requests']:>10}{s['seconds']:>10.1f}{s['requests_per_s']:>10.1f}"
             f"{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{s['acked_pages']:>8}"
         )
         print(f"{'':<10}outcomes: {s['outcomes']}")

@@ -172,7 +172,9 @@ def report_command(state: CliState, as_json: bool) -> None:
     show_default=True,
     help="Address to listen on; 127.0.0.1 means only this machine (0.0.0.0: every interface).",
 )
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on (0: any free one).")
+@click.option(
+    "--port", default=8080, show_default=True, type=int, help="Port to listen on (0: any free one)."
+)
 @pass_state
 def serve_command(state: CliState, host: str, port: int) -> None:
     """Serve the self-hosted labeler for the campaign launched with `--backend web`."""

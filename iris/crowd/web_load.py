@@ -327,7 +327,9 @@ class CrowdRun:
             "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1) if lat.size else None,
             "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1) if lat.size else None,
             "acked_pages": len(self.acked),
-            "outcomes": {o: sum(1 for g in self.logs if g.outcome == o) for o in {g.outcome for g in self.logs}},
+            "outcomes": {
+                o: sum(1 for g in self.logs if g.outcome == o) for o in {g.outcome for g in self.logs}
+            },
         }
 
 
@@ -384,7 +386,8 @@ def audit(db_path: Path, *, overlap: int, acked: list[Acked] = ()) -> dict[str, 
         reserved = dict(
             db.execute(
                 "SELECT a.task, COUNT(*) FROM assignments a JOIN workers w ON w.worker = a.worker "
-                "WHERE a.state = 'pending' OR (a.state = 'answered' AND w.banned_until IS NULL) GROUP BY a.task"
+                "WHERE a.state = 'pending' OR (a.state = 'answered' AND w.banned_until IS NULL) "
+                "GROUP BY a.task"
             ).fetchall()
         )
         pages = {
@@ -409,7 +412,9 @@ def audit(db_path: Path, *, overlap: int, acked: list[Acked] = ()) -> dict[str, 
                 elif got[ack.page][task] != label:
                     wrong += 1
         return {
-            "answers": one("SELECT COUNT(*) FROM answers a JOIN pages p ON p.page = a.page WHERE p.kind = 'main'"),
+            "answers": one(
+                "SELECT COUNT(*) FROM answers a JOIN pages p ON p.page = a.page WHERE p.kind = 'main'"
+            ),
             "tasks_answered": len(per_task),
             "max_answers_per_task": max(per_task.values(), default=0),
             "tasks_over_overlap": sum(n > overlap for n in per_task.values()),

@@ -147,7 +147,8 @@ class LabelerApp:
         script: bool = False,
     ) -> HTMLResponse:
         lease_html = (
-            f"<span class='lease' data-expires='{lease.isoformat()}'>page kept for you until {_when(lease)}</span>"
+            f"<span class='lease' data-expires='{lease.isoformat()}'>page kept for you until "
+            f"{_when(lease)}</span>"
             if lease
             else ""
         )
@@ -342,7 +343,8 @@ class LabelerApp:
         if issue.why == "stopped":
             return self.html(
                 "Campaign stopped",
-                "<h1>Campaign stopped</h1><div class='card-box notice' data-testid='stopped'><p>The owner has "
+                "<h1>Campaign stopped</h1><div class='card-box notice' data-testid='stopped'><p>The "
+                "owner has "
                 "stopped this campaign: there is nothing more to label. Thank you for your help.</p></div>",
                 where="stopped",
             )
@@ -380,26 +382,30 @@ class LabelerApp:
                 for key, value, name in ((1, 1, pos), (2, 0, neg))
             )
             cards.append(
-                f"<figure class='task' data-slot='{slot}'><span class='num'>{slot + 1} of {len(page.tasks)}</span>"
+                f"<figure class='task' data-slot='{slot}'><span class='num'>{slot + 1} of "
+                f"{len(page.tasks)}</span>"
                 f"<button type='button' class='zoom' data-caption='image {slot + 1} of {len(page.tasks)}'>"
                 f"<img src='{src}' alt='image {slot + 1}'></button>"
                 f"<div class='choices'>{choices}</div></figure>"
             )
         intro = {
             "training": "Training: answers are checked, and for each mistake you see the right answer.",
-            "exam": f"Exam: {len(page.tasks)} images; {self.spec.exam_pass:.0%} right answers let you continue.",
+            "exam": f"Exam: {len(page.tasks)} images; {self.spec.exam_pass:.0%} right answers let "
+            "you continue.",
             "main": "Label every image; some have a known answer and check attention.",
         }[page.kind]
         body = (
             f"<h1>{_e(title)}</h1><p>{_e(intro)}</p>"
-            f"<p class='keys'>Keys: <kbd>1</kbd> {_e(pos)} · <kbd>2</kbd> {_e(neg)} · <kbd>←</kbd><kbd>→</kbd> move · "
+            f"<p class='keys'>Keys: <kbd>1</kbd> {_e(pos)} · <kbd>2</kbd> {_e(neg)} · "
+            "<kbd>←</kbd><kbd>→</kbd> move · "
             "<kbd>Z</kbd> zoom · <kbd>Enter</kbd> submit. Click an image to zoom.</p>"
             f"<div class='progress'><progress max='{len(page.tasks)}' value='0'></progress>"
             f"<span class='count'><span id='answered'>0/{len(page.tasks)}</span> answered</span></div>"
             f"<form id='page-form' method='post' action='/submit' data-kind='{page.kind}'>"
             f"<input type='hidden' name='page' value='{_e(page.page)}'>"
             f"<div class='grid'>{''.join(cards)}</div>"
-            "<div class='actions'><button class='primary' type='submit' data-testid='submit'>Submit page</button>"
+            "<div class='actions'><button class='primary' type='submit' data-testid='submit'>Submit "
+            "page</button>"
             "<span id='missing' class='missing'></span></div></form>"
             "<div id='zoom' hidden><img alt='zoomed image'><p></p></div>"
         )
@@ -521,8 +527,10 @@ class LabelerApp:
                 )
             slot = {t: i for i, t in enumerate(tasks)}
             hints = "".join(
-                f"<li data-testid='hint'><img src='/img/{_e(page)}/{slot[t]}' alt='training image {slot[t] + 1}'>"
-                f"<div>Image {slot[t] + 1}<br><span class='yours'>your answer: {_e(name[result.answers[t]])}</span>"
+                f"<li data-testid='hint'><img src='/img/{_e(page)}/{slot[t]}' alt='training image "
+                f"{slot[t] + 1}'>"
+                f"<div>Image {slot[t] + 1}<br><span class='yours'>your answer: "
+                f"{_e(name[result.answers[t]])}</span>"
                 f"<br><span class='right'>right answer: {_e(name[label])}</span></div></li>"
                 for t, label in sorted(result.hints.items(), key=lambda kv: slot[kv[0]])
             )
@@ -620,29 +628,35 @@ class LabelerApp:
             f"<tr class='{'banned' if w['banned'] else ''}'><td>{_e(w['worker'])}</td><td>{_e(w['via'])}</td>"
             f"<td>{_e(w['stage'])}</td><td class='num'>{pct(w['exam_score'])}</td>"
             f"<td class='num'>{w['pages']}</td><td class='num'>{w['answers']}</td>"
-            f"<td class='num'>{pct(w['honeypot_accuracy'])} <span class='muted'>({w['honeypots']})</span></td>"
+            f"<td class='num'>{pct(w['honeypot_accuracy'])} <span "
+            f"class='muted'>({w['honeypots']})</span></td>"
             f"<td class='num'>{pct(w['agreement'])}</td>"
-            f"<td class='why'>{_e(w['ban_rule'] or '')}{' — ' + _e(w['ban_detail']) if w['ban_detail'] else ''}"
-            f"{' (until ' + _e(w['banned_until'][:16].replace('T', ' ')) + ')' if w['banned_until'] else ''}</td></tr>"
+            f"<td class='why'>{_ban_cell(w)}</td></tr>"
             for w in d["worker_table"]
         )
-        pending = "".join(
-            f"<tr><td>{_e(p['page'])}</td><td>{_e(p['worker'])}</td><td>{_e(p['kind'])}</td>"
-            f"<td class='num'>{p['tasks']}</td><td class='num'>{_span(p['age_s'])}</td>"
-            f"<td class='num'>{_span(p['expires_in_s'])}</td></tr>"
-            for p in d["pending"]
-        ) or "<tr><td colspan='6' class='muted'>none: no page is out right now</td></tr>"
+        pending = (
+            "".join(
+                f"<tr><td>{_e(p['page'])}</td><td>{_e(p['worker'])}</td><td>{_e(p['kind'])}</td>"
+                f"<td class='num'>{p['tasks']}</td><td class='num'>{_span(p['age_s'])}</td>"
+                f"<td class='num'>{_span(p['expires_in_s'])}</td></tr>"
+                for p in d["pending"]
+            )
+            or "<tr><td colspan='6' class='muted'>none: no page is out right now</td></tr>"
+        )
         return (
             "<h1>Owner dashboard</h1>"
-            f"<div class='progress'><progress max='{max(d['tasks'], 1)}' value='{d['tasks_done']}'></progress>"
+            f"<div class='progress'><progress max='{max(d['tasks'], 1)}' "
+            f"value='{d['tasks_done']}'></progress>"
             f"<span class='count' data-testid='progress'>{share:.0%} of tasks done</span></div>"
             "<div class='stats'>"
             + "".join(f"<div class='stat'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in stats)
-            + "</div><h2>Workers</h2><div class='scroll'><table class='data' data-testid='workers'><thead><tr>"
+            + "</div><h2>Workers</h2><div class='scroll'><table class='data' "
+            "data-testid='workers'><thead><tr>"
             "<th>worker</th><th>via</th><th>stage</th><th class='num'>exam</th><th class='num'>pages</th>"
             "<th class='num'>answers</th><th class='num'>honeypots right</th><th class='num'>agreement</th>"
             f"<th>ban and why</th></tr></thead><tbody>{rows}</tbody></table></div>"
-            "<h2>Pending pages (leases)</h2><div class='scroll'><table class='data' data-testid='pending'><thead>"
+            "<h2>Pending pages (leases)</h2><div class='scroll'><table class='data' "
+            "data-testid='pending'><thead>"
             "<tr><th>page</th><th>worker</th><th>kind</th><th class='num'>images</th><th class='num'>age</th>"
             f"<th class='num'>expires in</th></tr></thead><tbody>{pending}</tbody></table></div>"
             "<p class='muted'>Refreshes every 30 s. Invite people with <code>iris crowd invite N</code>; "
@@ -678,12 +692,23 @@ class LabelerApp:
     async def server_error(self, request: Request, exc: Exception) -> Response:
         logging.getLogger("iris.labeler").exception("error on %s %s", request.method, request.url.path)
         return self.problem(
-            HttpProblem(500, "Something went wrong", "The labeler hit an error; nothing on this page was lost "
-                        "that was saved before. Please try again.")
+            HttpProblem(
+                500,
+                "Something went wrong",
+                "The labeler hit an error; nothing on this page was lost "
+                "that was saved before. Please try again.",
+            )
         )
 
     async def not_found(self, request: Request, exc: Exception) -> Response:
         return self.problem(HttpProblem(404, "Not found", "There is no such page here."))
+
+
+def _ban_cell(w: dict[str, Any]) -> str:
+    if not w["ban_rule"]:
+        return ""
+    until = f" (until {_e(str(w['banned_until'])[:16].replace('T', ' '))})" if w["banned_until"] else ""
+    return f"{_e(w['ban_rule'])} — {_e(w['ban_detail'] or '')}{until}"
 
 
 def _small_int(text: str) -> int | None:
@@ -759,7 +784,9 @@ class LimitsMiddleware:
                     else (400, "Content-Length is not a number\n")
                 )
             if status:
-                response = Response(text, status_code=status, media_type="text/plain", headers={"Connection": "close"})
+                response = Response(
+                    text, status_code=status, media_type="text/plain", headers={"Connection": "close"}
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -89,7 +89,8 @@ def _joined(url: str, workdir: Workdir, settings: Settings, *, stage: str | None
         token_hash = hashlib.sha256(urlsplit(worker.invite).path.rsplit("/", 1)[1].encode()).hexdigest()
         with _db(workdir)._tx() as con:
             con.execute(
-                "UPDATE workers SET stage = ? WHERE worker = (SELECT worker FROM invites WHERE token_hash = ?)",
+                "UPDATE workers SET stage = ? WHERE worker = (SELECT worker FROM invites WHERE "
+                "token_hash = ?)",
                 (stage, token_hash),
             )
     return worker
@@ -122,7 +123,9 @@ def test_fifty_workers_over_http_lose_nothing_and_never_exceed_the_overlap(tmp_p
     print("\nlabeler load:", run.summary())
 
 
-def test_ten_workers_asking_for_pages_at_the_same_instant_over_http(small: tuple[Workdir, Settings, str]) -> None:
+def test_ten_workers_asking_for_pages_at_the_same_instant_over_http(
+    small: tuple[Workdir, Settings, str],
+) -> None:
     workdir, settings, url = small  # 30 tasks x 3 = 90 slots, 10 workers x 9 asked
     workers = [_joined(url, workdir, settings, stage="main") for _ in range(10)]
     barrier = threading.Barrier(10)
@@ -143,7 +146,8 @@ def test_ten_workers_asking_for_pages_at_the_same_instant_over_http(small: tuple
     with _db(workdir)._read() as con:
         per_task = [n for (n,) in con.execute("SELECT COUNT(*) FROM assignments GROUP BY task")]
         per_worker = con.execute(
-            "SELECT COUNT(*) FROM (SELECT task, worker FROM assignments GROUP BY task, worker HAVING COUNT(*) > 1)"
+            "SELECT COUNT(*) FROM (SELECT task, worker FROM assignments GROUP BY task, worker "
+            "HAVING COUNT(*) > 1)"
         ).fetchone()[0]
     # Served one after another: nine pages fill 27 tasks to the overlap, the tenth gets the 3 left.
     assert sorted(per_task) == [1] * 3 + [3] * 27 and per_worker == 0
@@ -190,7 +194,9 @@ def test_an_expired_page_is_refused_politely_over_http(short_lease: tuple[Workdi
     pending = _get_json(url, "/api/pending", owner)["pending"]
     assert [p["page"] for p in pending] == [page] and pending[0]["age_s"] >= 0
     time.sleep(2.0)
-    status, body = worker.request("POST", "/submit", urlencode({"page": page, **{f"a{i}": 1 for i in range(10)}}))
+    status, body = worker.request(
+        "POST", "/submit", urlencode({"page": page, **{f"a{i}": 1 for i in range(10)}})
+    )
     assert status == 410 and b"refused-expired" in body and b"went back to the queue" in body
     assert b"href='/work'" in body  # not a dead end
     new_page, _ = _current_page(worker)
@@ -218,7 +224,9 @@ def test_a_banned_worker_sees_why_for_how_long_and_what_next(tmp_path: Path) -> 
     with serve_in_thread(workdir, settings) as url:
         worker = _joined(url, workdir, settings, stage="main")
         page, _ = _current_page(worker)
-        status, body = worker.request("POST", "/submit", urlencode({"page": page, **{f"a{i}": 1 for i in range(10)}}))
+        status, body = worker.request(
+            "POST", "/submit", urlencode({"page": page, **{f"a{i}": 1 for i in range(10)}})
+        )
         text = body.decode()
         assert status == 403 and "data-testid='banned'" in text
         assert "faster than anyone" in text and "until" in text and "come back" in text
@@ -234,13 +242,15 @@ def test_after_stop_no_training_exam_or_page_is_taken(small: tuple[Workdir, Sett
     newcomer = _joined(url, workdir, settings)
     status, body = newcomer.request("GET", "/work")
     assert status == 200 and b"data-testid='stopped'" in body and b"page-form" not in body
-    status, body = busy.request("POST", "/submit", urlencode({"page": page, **{f"a{i}": 1 for i in range(10)}}))
+    status, body = busy.request(
+        "POST", "/submit", urlencode({"page": page, **{f"a{i}": 1 for i in range(10)}})
+    )
     assert status == 409 and b"refused-stopped" in body
     assert _db(workdir).answers().height == 0
 
 
 def test_a_64_mb_body_is_refused_before_it_is_read(small: tuple[Workdir, Settings, str]) -> None:
-    _workdir, _settings_, url = small
+    url = small[2]
     head = (
         "POST /submit HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
         f"Content-Length: {64 * 1024 * 1024}\r\n\r\n"
@@ -261,7 +271,7 @@ def test_a_64_mb_body_is_refused_before_it_is_read(small: tuple[Workdir, Setting
 
 
 def test_slow_clients_are_cut_off_and_hold_nobody_else_up(small: tuple[Workdir, Settings, str]) -> None:
-    _workdir, _settings_, url = small  # web_timeout_s = 1
+    url = small[2]  # web_timeout_s = 1
     slow = []
     for _ in range(40):  # half-sent headers
         sock = socket.create_connection(("127.0.0.1", _port(url)), timeout=10)
@@ -312,7 +322,9 @@ def test_malformed_forms_of_a_signed_in_worker_get_an_answer(small: tuple[Workdi
     ]:
         head = (
             b"POST /submit HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: " + cookie + b"\r\n"
-            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
         )
         answer = _raw(url, head + body)
         assert answer.split(b" ", 2)[1] == expected, (body[:60], answer[:300])
@@ -322,7 +334,9 @@ def test_malformed_forms_of_a_signed_in_worker_get_an_answer(small: tuple[Workdi
     assert _db(workdir).answers().height == 0
 
 
-def test_path_traversal_serves_nothing_outside_the_work_directory(small: tuple[Workdir, Settings, str]) -> None:
+def test_path_traversal_serves_nothing_outside_the_work_directory(
+    small: tuple[Workdir, Settings, str],
+) -> None:
     workdir, settings, url = small
     worker = _joined(url, workdir, settings, stage="main")
     page, _ = _current_page(worker)

@@ -27,7 +27,9 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs headless Chromium (Debian package chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs headless Chromium (Debian package chromium)"
+    ),
 ]
 
 

@@ -17,7 +17,9 @@ from iris.crowd.web_load import audit, load_settings_for, make_campaign
 from iris.errors import CrowdError
 
 
-def _campaign(tmp_path: Path, *, tasks: int = 20, **crowd: object) -> tuple[LabelerDB, CampaignSpec, WebOptions, Settings]:
+def _campaign(
+    tmp_path: Path, *, tasks: int = 20, **crowd: object
+) -> tuple[LabelerDB, CampaignSpec, WebOptions, Settings]:
     base = load_settings_for(page_size=10, overlap=3)
     settings = replace(base, crowd=replace(base.crowd, **crowd))  # type: ignore[arg-type]
     workdir = make_campaign(tmp_path / "work", tasks=tasks, settings=settings)
@@ -167,7 +169,7 @@ def test_after_stop_nobody_gets_a_page_and_submits_are_refused(tmp_path: Path) -
 
 
 def test_training_then_exam_drawn_per_worker_then_main(tmp_path: Path) -> None:
-    db, spec, options, settings = _campaign(tmp_path, exam=6, web_exam_questions=4)
+    db, spec, options, _ = _campaign(tmp_path, exam=6, web_exam_questions=4)
     a, b = db.add_worker(options), db.add_worker(options)
     training = _page(db, a, spec, options).page
     assert training is not None and training.kind == "training"

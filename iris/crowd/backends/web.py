@@ -583,7 +583,8 @@ class LabelerDB:
         now = now or _now()
         with self._tx() as db:
             row = db.execute(
-                "SELECT worker, kind, tasks, honeypots, issued_at, expires_at, state FROM pages WHERE page = ?",
+                "SELECT worker, kind, tasks, honeypots, issued_at, expires_at, state FROM pages "
+                "WHERE page = ?",
                 (page,),
             ).fetchone()
             if row is None:
