@@ -188,7 +188,11 @@ def serve_command(state: CliState, host: str, port: int) -> None:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     for line in describe(state.workdir, settings, host, sock.getsockname()[1]):
         click.echo(line)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on
+        pass
+    click.echo("labeler stopped; every saved answer is kept")
 
 
 @crowd_group.command("invite")
