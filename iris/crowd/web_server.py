@@ -64,6 +64,8 @@ WORKER_COOKIE = "iris_worker"
 OWNER_COOKIE = "iris_owner"
 SESSION_DAYS = 90
 BACKLOG = 2048
+MAX_CONNECTIONS = 2000
+"""Connections beyond this get 503 at once rather than a slow death of all of them."""
 MAX_HEADER_BYTES = 16 * 1024
 
 RULES = {
@@ -856,6 +858,7 @@ def make_server(workdir: Workdir, settings: Settings) -> Any:
         build_app(workdir, settings),
         http=guarded_protocol(settings.crowd.web_timeout_s),
         backlog=BACKLOG,
+        limit_concurrency=MAX_CONNECTIONS,
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         lifespan="off",

@@ -6,6 +6,7 @@ Every server here listens on the loopback interface only; every client loop is b
 from __future__ import annotations
 
 import hashlib
+import json
 import http.client
 import socket
 import threading
@@ -416,8 +417,6 @@ def test_a_default_run_launches_the_web_campaign_and_says_how_to_go_on(tmp_path:
 
 
 def _get_json(url: str, path: str, headers: dict[str, str]) -> dict:  # type: ignore[type-arg]
-    import json
-
     conn = http.client.HTTPConnection("127.0.0.1", _port(url), timeout=10)
     conn.request("GET", path, headers=headers)
     response = conn.getresponse()
@@ -425,3 +424,20 @@ def _get_json(url: str, path: str, headers: dict[str, str]) -> dict:  # type: ig
     data = json.loads(response.read())
     conn.close()
     return data
+
+
+def test_a_failed_exam_says_why_for_how_long_and_what_next(small: tuple[Workdir, Settings, str]) -> None:
+    workdir, settings, url = small
+    worker = _joined(url, workdir, settings, stage="exam")
+    page, text = _current_page(worker)
+    assert "data-kind='exam'" in text
+    with _db(workdir)._read() as con:
+        tasks = json.loads(con.execute("SELECT tasks FROM pages WHERE page = ?", (page,)).fetchone()[0])
+        truth = dict(con.execute("SELECT id, label FROM items WHERE role = 'exam'").fetchall())
+    wrong = urlencode({"page": page, **{f"a{i}": 1 - truth[t] for i, t in enumerate(tasks)}})
+    status, body = worker.request("POST", "/submit", wrong)
+    text = body.decode()
+    assert status == 200 and "data-testid='failed'" in text
+    assert "0%" in text and "75% were needed" in text and "cannot be taken again" in text
+    status, body = worker.request("GET", "/work")
+    assert b"data-testid='failed'" in body and b"page-form" not in body
