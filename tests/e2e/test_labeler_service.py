@@ -6,8 +6,8 @@ Every server here listens on the loopback interface only; every client loop is b
 from __future__ import annotations
 
 import hashlib
-import json
 import http.client
+import json
 import socket
 import threading
 import time
