@@ -131,6 +131,7 @@ class LabelerApp:
         self.limits = Limits(settings.crowd.web_max_body_kb * 1024, settings.crowd.web_timeout_s)
         self.db = db
         secret = db.secret_key
+        self.owner_token = db.owner_token
         self.worker_cookie = URLSafeTimedSerializer(secret, salt="iris-worker")
         self.owner_cookie = URLSafeTimedSerializer(secret, salt="iris-owner")
         self.css = _static("labeler.css")
@@ -190,9 +191,9 @@ class LabelerApp:
             return None
         return worker if isinstance(worker, str) else None
 
-    def require_worker(self, request: Request) -> str:
+    async def require_worker(self, request: Request) -> str:
         worker = self.session_worker(request)
-        if worker is None or self.db.worker(worker) is None:
+        if worker is None or await run_in_threadpool(self.db.worker, worker) is None:
             raise HttpProblem(
                 401,
                 "Not signed in",
@@ -202,7 +203,7 @@ class LabelerApp:
         return worker
 
     def is_owner(self, request: Request) -> bool:
-        token = self.db.owner_token
+        token = self.owner_token
         given = request.query_params.get("token") or ""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
@@ -305,7 +306,7 @@ class LabelerApp:
         return self.html("Instructions", body, where="instructions")
 
     async def example(self, request: Request) -> Response:
-        self.require_worker(request)
+        await self.require_worker(request)
         n = _small_int(request.path_params["n"])
         pos, neg = await run_in_threadpool(self.db.examples)
         ids = pos + neg
@@ -335,7 +336,7 @@ class LabelerApp:
         return response
 
     async def work(self, request: Request) -> Response:
-        worker = self.require_worker(request)
+        worker = await self.require_worker(request)
         issue = await run_in_threadpool(self.db.next_page, worker, self.spec, self.options)
         if issue.why == "banned" and issue.worker and issue.worker.ban:
             return self.ban_page(issue.worker.ban)
@@ -440,7 +441,7 @@ class LabelerApp:
         return self.html("Exam not passed", body, where="exam")
 
     async def image(self, request: Request) -> Response:
-        worker = self.require_worker(request)
+        worker = await self.require_worker(request)
         page_id = request.path_params["page"]
         slot = _small_int(request.path_params["slot"])
         if slot is None or len(page_id) > 64:
@@ -473,7 +474,7 @@ class LabelerApp:
         )
 
     async def submit(self, request: Request) -> Response:
-        worker = self.require_worker(request)
+        worker = await self.require_worker(request)
         form = await self.read_form(request)
         page = (form.get("page") or [""])[0]
         if not page or len(page) > 64:
@@ -488,7 +489,7 @@ class LabelerApp:
         result = await run_in_threadpool(self._submit, worker, page, slots)
         if isinstance(result, Refused):
             return self.refused_page(result)
-        return self.result_page(page, result)
+        return await run_in_threadpool(self.result_page, page, result)
 
     def _submit(self, worker: str, page: str, slots: dict[int, int]) -> Submitted | Refused:
         with self.db._read() as db:
@@ -573,7 +574,7 @@ class LabelerApp:
             response = RedirectResponse("/owner", status_code=303)
             response.set_cookie(
                 OWNER_COOKIE,
-                self.owner_cookie.dumps(self.db.owner_token[:8]),
+                self.owner_cookie.dumps(self.owner_token[:8]),
                 max_age=SESSION_DAYS * 86400,
                 httponly=True,
                 samesite="strict",

@@ -71,8 +71,8 @@ def test_a_worker_walks_the_labeler_and_the_owner_watches(browser: Any, tmp_path
     shots = Path(os.environ.get("IRIS_LABELER_SHOTS", tmp_path / "shots"))
     shots.mkdir(parents=True, exist_ok=True)
     base = load_settings_for(page_size=10, overlap=1, training=4, exam=4)
-    # A full page needs 4 s: the careful worker takes that long, the careless one does not.
-    settings = replace(base, crowd=replace(base.crowd, min_seconds_per_page=4.0))
+    # A full page needs 5 s: the careful worker takes that long, the careless one does not.
+    settings = replace(base, crowd=replace(base.crowd, min_seconds_per_page=5.0))
     workdir = make_campaign(tmp_path / "work", tasks=18, settings=settings)
     db = LabelerDB(workdir.crowd / "web" / "labeler.db")
     height = 900 if width > 600 else 740
@@ -156,7 +156,7 @@ def test_a_worker_walks_the_labeler_and_the_owner_watches(browser: Any, tmp_path
         page.keyboard.press("ArrowRight")  # the cursor was on the zoomed image (slot 5)
         page.keyboard.press("ArrowLeft")
         _press_answers(page, labels[5:])
-        page.wait_for_timeout(4200)  # a careful worker
+        page.wait_for_timeout(5200)  # a careful worker
         page.click("[data-testid='submit']")
         page.wait_for_selector("[data-testid='saved']")
         assert "Saved 10 answers" in page.inner_text("[data-testid='saved']")
