@@ -274,7 +274,7 @@ class ScriptedWorker:
                 waits = 0
                 self.answer(page.group(1), KIND_RE.search(text).group(1), text)  # type: ignore[union-attr]
             self.log.outcome = "max-requests"
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:  # the server went away mid-answer
             self.log.errors.append(f"{type(exc).__name__}: {exc}")
             self.log.outcome = "connection-lost"
         finally:
