@@ -149,8 +149,9 @@ class CrowdSettings:
     honeypots_per_page: int = 1
     price_per_page: float = 0.05
     """Reward per accepted page, in the backend's currency (USD on Toloka)."""
-    exam_price: float = 0.01
-    """Reward per exam page (Toloka's minimum for a paid pool is 0.005)."""
+    exam_price: float = 0.05
+    """Reward per exam page; Toloka's exam guide asks for the page price (workers who passed
+    cannot start the main tasks at once otherwise), and its minimum is 0.005."""
     min_seconds_per_page: float = 20.0
     """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``."""
     fast_ban_days: int = 1

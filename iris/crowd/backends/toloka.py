@@ -666,8 +666,8 @@ class TolokaBackend:
         """
         client = self.client
         base = campaign_key(inputs)
-        state = self._load_state()
-        project_id = state.get("project_id") if state.get("base", state.get("key")) == base else None
+        # The state file names the run launched here, whatever the settings are now.
+        project_id = self._load_state().get("project_id")
         if project_id is None:
             runs = self._runs(base)
             project_id = runs[-1][1] if runs and runs[-1][2] == "ACTIVE" else None
