@@ -743,6 +743,7 @@ class TolokaBackend:
                     reviewed.append(rec)
                 elif rec["worker"] in banned:
                     self.client.reject_assignment(rec["id"], f"Quality control: {banned[rec['worker']]}")
+                    reviewed.append({**rec, "status": "REJECTED"})
                 else:
                     self.client.accept_assignment(rec["id"], "Thank you")
                     reviewed.append({**rec, "status": "ACCEPTED"})
@@ -756,9 +757,12 @@ class TolokaBackend:
         return records
 
     @staticmethod
-    def _answers(records: dict[str, dict[str, Any]]) -> pl.DataFrame:
+    def _answers(records: dict[str, dict[str, Any]], *, rejected: bool = False) -> pl.DataFrame:
+        """The ANSWERS table of the logged pages (those iris rejected only when ``rejected``)."""
         rows: dict[str, list[Any]] = {k: [] for k in tables.ANSWERS}
         for rec in records.values():
+            if rec.get("status") == "REJECTED" and not rejected:
+                continue
             submitted = datetime.fromisoformat(rec["submitted"])
             if submitted.tzinfo is None:
                 submitted = submitted.replace(tzinfo=UTC)
@@ -784,9 +788,10 @@ class TolokaBackend:
         if not state.get("main_pool_id"):
             return CampaignStatus(backend=self.name, state="not-launched", tasks_total=inputs.tasks.height)
         pool = self.client.get_pool(state["main_pool_id"])
-        answers = self._answers(self._log())
+        records = self._log()
+        answers = self._answers(records)
         done = tasks_done(answers, overlap=inputs.spec.overlap)
-        bans = self._bans(answers, inputs)
+        bans = self._bans(self._answers(records, rejected=True), inputs)
         pool_status = str(getattr(pool.status, "value", pool.status))
         reason = str(getattr(pool.last_close_reason, "value", pool.last_close_reason))
         run_state = "running" if pool_status == "OPEN" else "complete" if reason == "COMPLETED" else "stopped"
@@ -812,9 +817,11 @@ class TolokaBackend:
         state = self._load_state()
         if not state.get("main_pool_id"):
             raise CrowdError("toloka backend: nothing launched yet; run `iris crowd launch` first")
-        answers = self._answers(self._fetch(state, inputs))
-        # Toloka enforces the rules itself; iris models them to report who was banned, when and why.
-        return Collected(answers=answers, bans=self._bans(answers, inputs))
+        records = self._fetch(state, inputs)
+        # Toloka enforces the rules itself; iris models them to report who was banned, when and
+        # why, on every page Toloka counted (rejected ones too).
+        bans = self._bans(self._answers(records, rejected=True), inputs)
+        return Collected(answers=self._answers(records), bans=bans)
 
     def stop(self, inputs: CampaignInputs) -> CampaignStatus:
         state = self._load_state()
