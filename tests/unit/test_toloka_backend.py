@@ -726,7 +726,7 @@ def test_case2_relaunch_after_archive_is_refused_and_restart_fills_new_pools(
         before = dict(fake.creates)
 
         # With the state file: an archived run cannot be resumed, and nothing is created.
-        with pytest.raises(CrowdError, match="archived on Toloka.*--restart"):
+        with pytest.raises(CrowdError, match=r"archived on Toloka.*--restart"):
             backend.launch(inputs)
         # Without it (a new machine, a lost work directory): the archived run is still found.
         (tmp_path / "toloka" / "state.json").unlink()
@@ -1006,7 +1006,7 @@ def test_case8_prices_under_the_minimum_are_refused_before_anything_is_created(
         backend = TolokaBackend(settings=settings, state_dir=tmp_path / "toloka", client=fake.client())
         with pytest.raises(CrowdError, match=rf"crowd.{field} = {value}.*at least 0.005"):
             backend.plan(inputs)
-        with pytest.raises(CrowdError, match="at least 0.005"):
+        with pytest.raises(CrowdError, match=r"at least 0\.005"):
             backend.launch(inputs)
         assert sum(fake.creates.values()) == 0
         # The platform itself refuses such a pool (what the old code ran into after creating
@@ -1015,7 +1015,7 @@ def test_case8_prices_under_the_minimum_are_refused_before_anything_is_created(
         project = client.create_project(build_objects(inputs, now=NOW).project)
         pool = build_objects(inputs, ids={"project_id": str(project.id)}, now=NOW).main_pool
         pool.reward_per_assignment = 0.004
-        with pytest.raises(ApiError, match="0.005"):
+        with pytest.raises(ApiError, match=r"0\.005"):
             client.create_pool(pool)
 
 
