@@ -28,6 +28,7 @@ when          on the table as it is                    at each submission (a ban
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -217,68 +218,6 @@ def fast_pages(answers: pl.DataFrame, rule: FastRule) -> pl.DataFrame:
     )
 
 
-def _first_breach(events: pl.DataFrame, *, window: int, below: float) -> dict[str, tuple[datetime, int, int]]:
-    """Per worker, the first event at which the last ``window`` events hold at least ``window``
-    of them and a right-share below ``below``: Toloka re-evaluates a rule after each answer
-    (``en/guide/concepts/remember-values.md``, "After each completed control task, it checks").
-
-    Args:
-        events: worker, at, right (bool), sorted by worker then time; ``last`` (bool) marks
-            the events at which the rule is checked.
-    """
-    out: dict[str, tuple[datetime, int, int]] = {}
-    for (worker,), group in events.group_by("worker", maintain_order=True):
-        right = group["right"].to_numpy().astype(np.int64)
-        at = group["at"].to_list()
-        check = group["last"].to_list()
-        csum = np.concatenate([[0], np.cumsum(right)])
-        for i in range(len(right)):
-            n = min(i + 1, window)
-            if not check[i] or n < window:
-                continue
-            correct = int(csum[i + 1] - csum[i + 1 - n])
-            if correct / n < below:
-                out[str(worker)] = (at[i], correct, n)
-                break
-    return out
-
-
-def honeypot_events(
-    answers: pl.DataFrame, gold: pl.DataFrame, *, history: pl.DataFrame | None = None
-) -> pl.DataFrame:
-    """Every control answer the main pool's GoldenSet rule counts, in time order.
-
-    Args:
-        answers: ANSWERS table of the main pool.
-        gold: task, label of its honeypots.
-        history: worker, at, right — control answers from other pools whose rule also sets
-            ``history_size`` (the exam, when :data:`EXAM_SHARES_HONEYPOT_HISTORY`), or None.
-
-    Returns:
-        worker, at, right, last (True where the rule is checked: the end of a main-pool page).
-    """
-    hp = (
-        answers.filter(pl.col("is_honeypot"))
-        .join(gold.select("task", pl.col("label").alias("truth")), on="task", how="inner")
-        .sort("worker", "submitted_at", "page", "task")
-        .select(
-            "worker",
-            pl.col("submitted_at").alias("at"),
-            right=pl.col("label") == pl.col("truth"),
-            page="page",
-        )
-    )
-    hp = hp.with_columns(last=pl.col("page") != pl.col("page").shift(-1).over("worker").fill_null("")).drop(
-        "page"
-    )
-    if history is not None and history.height:
-        extra = history.select(
-            "worker", pl.col("at").cast(pl.Datetime("us", "UTC")), pl.col("right").cast(pl.Boolean)
-        ).with_columns(last=pl.lit(False))
-        hp = pl.concat([extra, hp])
-    return hp.sort("worker", "at", maintain_order=True)
-
-
 def majority_events(answers: pl.DataFrame, *, overlap: int, answer_threshold: int) -> pl.DataFrame:
     """Every real-task answer the MajorityVote rule scores, in the order the scores arrive.
 
@@ -309,80 +248,166 @@ def majority_events(answers: pl.DataFrame, *, overlap: int, answer_threshold: in
     )
 
 
+class TolokaQualityControl:
+    """Toloka's main-pool rules, kept up to date page by page (what Toloka does as pages arrive).
+
+    Each page is checked when it is submitted: Toloka re-evaluates a rule after each answer
+    ("After each completed control task, it checks", ``en/guide/concepts/remember-values.md``)
+    and a ban is for the whole project, so a banned worker's later pages do not exist. Per
+    worker it keeps the last ``window`` control answers (GoldenSet ``history_size``) and the
+    last ``window`` majority scores (MajorityVote ``history_size``); per task the first
+    ``overlap`` answers, scored for everyone once the overlap is complete (see
+    :func:`majority_events`). The cost of a page does not grow with the answers before it.
+    """
+
+    def __init__(self, rules: TolokaRules, gold: Mapping[int, int]) -> None:
+        self.rules = rules
+        self.gold = dict(gold)
+        self.banned: dict[str, dict[str, object]] = {}
+        self._golden: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=rules.honeypot.window))
+        self._majority: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=rules.majority.window))
+        self._votes: dict[int, list[tuple[str, int]]] = defaultdict(list)
+
+    def add_history(self, worker: str, right: Sequence[bool]) -> None:
+        """Control answers of another pool whose GoldenSet rule shares the history (oldest first)."""
+        self._golden[worker].extend(right)
+
+    def _ban(self, worker: str, at: datetime, rule: str, detail: str, days: int) -> dict[str, object] | None:
+        if worker in self.banned:
+            return None
+        row = {"worker": worker, "rule": rule, "detail": detail, "at": at, "until": at + timedelta(days=days)}
+        self.banned[worker] = row
+        return row
+
+    @staticmethod
+    def _breach(window: deque[bool], size: int, below: float) -> tuple[int, int] | None:
+        if len(window) < size:
+            return None
+        correct = sum(window)
+        return (correct, len(window)) if correct / len(window) < below else None
+
+    def add_page(
+        self,
+        *,
+        worker: str,
+        page: str,
+        tasks: Sequence[int],
+        labels: Sequence[int],
+        honeypot: Sequence[bool],
+        submitted_at: datetime,
+        duration: float,
+    ) -> list[dict[str, object]]:
+        """Count one submitted page; returns the BANS rows it causes (the worker's, and the
+        majority bans of others whose tasks it completed)."""
+        r = self.rules
+        out: list[dict[str, object]] = []
+
+        def ban(w: str, rule: str, detail: str, days: int) -> None:
+            row = self._ban(w, submitted_at, rule, detail, days)
+            if row is not None:
+                out.append(row)
+
+        if duration < r.fast_seconds:
+            ban(worker, "fast", f"page {page} in {duration:.1f}s < {r.fast_seconds:.3g}s", r.fast_ban_days)
+        window = self._golden[worker]
+        for t, label, hp in zip(tasks, labels, honeypot, strict=True):
+            if hp and int(t) in self.gold:
+                window.append(int(label) == self.gold[int(t)])
+        hit = self._breach(window, r.honeypot.window, r.honeypot.min_accuracy)
+        if hit:
+            ban(
+                worker,
+                "honeypot",
+                f"{hit[0]}/{hit[1]} honeypots right < {r.honeypot.min_accuracy:g}",
+                r.honeypot.ban_days,
+            )
+        if not r.use_majority:
+            return out
+        for t, label, hp in zip(tasks, labels, honeypot, strict=True):
+            if hp:
+                continue
+            votes = self._votes[int(t)]
+            if len(votes) >= r.overlap:
+                continue  # a re-issued answer after the overlap completed: not scored
+            votes.append((worker, int(label)))
+            if len(votes) < r.overlap:
+                continue
+            pos = sum(v for _, v in votes)
+            neg = len(votes) - pos
+            if max(pos, neg) < r.answer_threshold:
+                continue
+            for w, v in votes:
+                scores = self._majority[w]
+                scores.append((pos if v == 1 else neg) >= r.answer_threshold)
+                hit = self._breach(scores, r.majority.window, r.majority.min_agreement)
+                if hit:
+                    ban(
+                        w,
+                        "majority",
+                        f"agreed with the majority on {hit[0]}/{hit[1]} < {r.majority.min_agreement:g}",
+                        r.majority.ban_days,
+                    )
+        return out
+
+    def frame(self) -> pl.DataFrame:
+        """Every ban so far, as a BANS table in the order they happened."""
+        rows = sorted(self.banned.values(), key=lambda b: (b["at"], b["worker"]))  # type: ignore[return-value]
+        return pl.DataFrame(rows, schema=BANS) if rows else pl.DataFrame(schema=BANS)
+
+
 def evaluate(
     answers: pl.DataFrame,
     gold: pl.DataFrame,
     rules: TolokaRules,
     *,
     already_banned: Collection[str] = frozenset(),
-    history: pl.DataFrame | None = None,
+    history: Mapping[str, Sequence[bool]] | None = None,
 ) -> pl.DataFrame:
-    """The bans Toloka makes on these answers: per worker the first rule to fire, at the moment
-    it fires (a ban is for the whole project, so nothing the worker did later exists).
+    """The bans Toloka makes on these answers: the pages replayed in submission order through
+    :class:`TolokaQualityControl` (per worker the first rule to fire, at the moment it fires).
 
     Args:
         answers: ANSWERS table of the main pool (every page Toloka counted).
         gold: task, label of the honeypots.
-        already_banned: workers left out (banned earlier).
-        history: control answers from other pools sharing the GoldenSet history (see
-            :func:`honeypot_events`).
+        already_banned: workers whose bans are not reported again.
+        history: worker → control answers (right or not, oldest first) from other pools that
+            share the GoldenSet history; see :func:`exam_history`.
 
     Returns:
         BANS table: worker, rule, detail, at (when Toloka bans), until.
     """
-    found: dict[str, tuple[datetime, str, str, int]] = {}
-
-    def add(worker: str, at: datetime, rule: str, detail: str, days: int) -> None:
-        if worker in already_banned:
-            return
-        if worker not in found or at < found[worker][0]:
-            found[worker] = (at, rule, detail, days)
-
-    fast = fast_pages(answers, FastRule(min_seconds=rules.fast_seconds, ban_days=rules.fast_ban_days))
-    for row in fast.unique("worker", keep="first", maintain_order=True).iter_rows(named=True):
-        add(
-            row["worker"],
-            row["submitted_at"],
-            "fast",
-            f"page {row['page']} in {row['duration']:.1f}s < {row['threshold']:.3g}s",
-            rules.fast_ban_days,
+    qc = TolokaQualityControl(rules, dict(zip(gold["task"].to_list(), gold["label"].to_list(), strict=True)))
+    for worker, right in (history or {}).items():
+        qc.add_history(worker, right)
+    pages = (
+        answers.sort("submitted_at", "page")
+        .group_by("page", maintain_order=True)
+        .agg(
+            pl.col("worker").first(),
+            pl.col("submitted_at").first(),
+            pl.col("duration").max(),
+            pl.col("task"),
+            pl.col("label"),
+            pl.col("is_honeypot"),
         )
-    hp_rule = rules.honeypot
-    for worker, (at, correct, n) in _first_breach(
-        honeypot_events(answers, gold, history=history), window=hp_rule.window, below=hp_rule.min_accuracy
-    ).items():
-        add(
-            worker,
-            at,
-            "honeypot",
-            f"{correct}/{n} honeypots right < {hp_rule.min_accuracy:g}",
-            hp_rule.ban_days,
-        )
-    if rules.use_majority:
-        mv = rules.majority
-        events = majority_events(answers, overlap=rules.overlap, answer_threshold=rules.answer_threshold)
-        for worker, (at, correct, n) in _first_breach(
-            events, window=mv.window, below=mv.min_agreement
-        ).items():
-            add(
-                worker,
-                at,
-                "majority",
-                f"agreed with the majority on {correct}/{n} < {mv.min_agreement:g}",
-                mv.ban_days,
-            )
-    rows = [
-        {"worker": w, "rule": rule, "detail": detail, "at": at, "until": at + timedelta(days=days)}
-        for w, (at, rule, detail, days) in sorted(found.items(), key=lambda kv: (kv[1][0], kv[0]))
-    ]
-    return pl.DataFrame(rows, schema=BANS) if rows else pl.DataFrame(schema=BANS)
-
-
-def exam_history(exam_answers: Mapping[str, Sequence[tuple[datetime, bool]]]) -> pl.DataFrame | None:
-    """The exam's control answers as GoldenSet history, or None when the exam does not share it."""
-    if not EXAM_SHARES_HONEYPOT_HISTORY:
-        return None
-    rows = [{"worker": w, "at": at, "right": ok} for w, items in exam_answers.items() for at, ok in items]
-    return pl.DataFrame(
-        rows, schema={"worker": pl.String, "at": pl.Datetime("us", "UTC"), "right": pl.Boolean}
     )
+    for p in pages.iter_rows(named=True):
+        if p["worker"] in qc.banned:
+            continue  # banned before this page: on Toloka it could not have been taken
+        qc.add_page(
+            worker=p["worker"],
+            page=p["page"],
+            tasks=p["task"],
+            labels=p["label"],
+            honeypot=p["is_honeypot"],
+            submitted_at=p["submitted_at"],
+            duration=p["duration"],
+        )
+    bans = qc.frame()
+    return bans.filter(~pl.col("worker").is_in(list(already_banned))) if already_banned else bans
+
+
+def exam_history(exam_answers: Mapping[str, Sequence[bool]]) -> dict[str, Sequence[bool]] | None:
+    """The exam's control answers as GoldenSet history, or None when the exam does not share it
+    (:data:`EXAM_SHARES_HONEYPOT_HISTORY`)."""
+    return dict(exam_answers) if EXAM_SHARES_HONEYPOT_HISTORY else None

@@ -876,14 +876,7 @@ def test_case4_exam_answers_stay_out_of_the_honeypot_window(tmp_path: Path, sett
     )
     assert platform.EXAM_SHARES_HONEYPOT_HISTORY is False
     # A worker who passed the exam at 80% with four misses at its end, then gets page 1 right.
-    exam_answers = pl.DataFrame(
-        {
-            "worker": ["w"] * 20,
-            "at": [NOW - timedelta(minutes=20 - i) for i in range(20)],
-            "right": [True] * 16 + [False] * 4,
-        },
-        schema={"worker": pl.String, "at": pl.Datetime("us", "UTC"), "right": pl.Boolean},
-    )
+    exam_answers = {"w": [True] * 16 + [False] * 4}
     gold = inputs.gold
     hp = int(gold["task"][0])
     page1 = pl.DataFrame(
@@ -901,7 +894,8 @@ def test_case4_exam_answers_stay_out_of_the_honeypot_window(tmp_path: Path, sett
     rules = platform.TolokaRules.of(inputs.spec.rules, overlap=3)
     shared = platform.evaluate(page1, gold, rules, history=exam_answers)
     assert shared["rule"].to_list() == ["honeypot"]  # 1 of the last 5 right: banned on page 1
-    assert platform.evaluate(page1, gold, rules, history=platform.exam_history({})).height == 0
+    assert platform.exam_history(exam_answers) is None
+    assert platform.evaluate(page1, gold, rules, history=platform.exam_history(exam_answers)).height == 0
 
 
 def test_case5_exam_and_page_prices_match(tmp_path: Path, settings: Settings) -> None:
