@@ -1061,3 +1061,32 @@ def test_simulated_and_toloka_agree_on_plan_cost_and_pages_per_worker(tmp_path: 
     hp = result.answers.filter(pl.col("is_honeypot"))
     assert not hp.filter(pl.struct("worker", "task").is_duplicated()).height
     assert result.pages == result.answers["page"].n_unique()
+
+
+def test_sandbox_script_runs_its_two_page_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """scripts/toloka_sandbox.py against the fake (on the real sandbox it needs a token)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "toloka_sandbox", Path(__file__).parents[2] / "scripts" / "toloka_sandbox.py"
+    )
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    images = tmp_path / "images.csv"
+    labels = [str(i % 2) for i in range(6)] + [""] * 8
+    pl.DataFrame({"source": [f"https://img.example/{i}.jpg" for i in range(14)], "label": labels}).write_csv(
+        images
+    )
+    monkeypatch.setenv("IRIS_CROWD_TOLOKA_TOKEN", "sandbox-token")
+    state = tmp_path / "state"
+    with FakeToloka() as fake:
+        script.main([str(images), "launch", "--state", str(state), "--url", fake.url])
+        ids = json.loads((state / "state.json").read_text())
+        pages = list(iter(lambda: fake.work(ids["main_pool_id"], "me", answer=lambda t: True), None))
+        assert len(pages) == 2
+        script.main([str(images), "collect", "--state", str(state), "--url", fake.url])
+        assert len((state / "assignments.jsonl").read_text().splitlines()) == 2
+        script.main([str(images), "restart", "--state", str(state), "--url", fake.url])
+        assert fake.objects["projects"][ids["project_id"]]["status"] == "ARCHIVED"
+        assert json.loads((state / "state.json").read_text())["project_id"] != ids["project_id"]
