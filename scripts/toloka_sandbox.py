@@ -118,8 +118,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.step == "restart":
         backend.retire(inputs)
-        for name in ("state.json", "assignments.jsonl"):
-            (args.state / name).unlink(missing_ok=True)
         args.step = "launch"
     if args.step == "launch":
         status = backend.launch(inputs)

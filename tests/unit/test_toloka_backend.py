@@ -1090,3 +1090,25 @@ def test_sandbox_script_runs_its_two_page_campaign(tmp_path: Path, monkeypatch: 
         script.main([str(images), "restart", "--state", str(state), "--url", fake.url])
         assert fake.objects["projects"][ids["project_id"]]["status"] == "ARCHIVED"
         assert json.loads((state / "state.json").read_text())["project_id"] != ids["project_id"]
+
+
+def test_case2_pools_archived_by_toloka_are_not_reopened(tmp_path: Path, settings: Settings) -> None:
+    """Toloka archives idle pools by itself; a re-launch that lost its state says so."""
+    inputs = _inputs(tmp_path, settings, n_tasks=20)
+    with FakeToloka() as fake:
+        client = fake.client()
+        _, old = _launched(fake, tmp_path, settings, inputs)
+        for kind in ("main_pool_id", "exam_pool_id"):
+            client.close_pool(old[kind])
+            client.archive_pool(old[kind])
+        (tmp_path / "toloka" / "state.json").unlink()
+        before = dict(fake.creates)
+        backend = TolokaBackend(settings=settings, state_dir=tmp_path / "toloka", client=client)
+        with pytest.raises(CrowdError, match=r"archived on Toloka.*--restart"):
+            backend.launch(inputs)
+        assert fake.creates == before
+        backend.retire(inputs)
+        backend.launch(inputs)
+        new = json.loads((tmp_path / "toloka" / "state.json").read_text())
+        assert fake.objects["pools"][new["main_pool_id"]]["status"] == "OPEN"
+        assert len(fake.pool_tasks(new["main_pool_id"])) == 30

@@ -644,6 +644,13 @@ class TolokaBackend:
         for kind in ("training_id", "exam_pool_id", "main_pool_id"):
             if kind in state["opened"]:
                 continue
+            pool = client.get_training(state[kind]) if kind == "training_id" else client.get_pool(state[kind])
+            if str(getattr(pool.status, "value", pool.status)) == "ARCHIVED":
+                # Toloka archives a pool left alone for a month; an archived pool cannot be
+                # opened again (toloka-kit TolokaClient.archive_pool).
+                raise self._archived_error(
+                    base, f"{state['project_id']}, {kind.removesuffix('_id')} {state[kind]}"
+                )
             # Never open a pool without its tasks (a skipped upload would otherwise go unseen).
             if not client.find_tasks(pool_id=state[kind], limit=1).items:
                 raise CrowdError(f"toloka backend: {kind.removesuffix('_id')} {state[kind]} holds no tasks")
@@ -661,8 +668,8 @@ class TolokaBackend:
         What ``launch --restart`` calls before forgetting the local state: the run's pools
         and training are closed and archived, then its project ("All pools in the project must
         be archived before archiving the project", toloka-kit ``TolokaClient.archive_project``;
-        "Only closed pools can be archived", ``TolokaClient.archive_pool``). Answers already
-        given stay readable on Toloka.
+        "Only closed pools can be archived", ``TolokaClient.archive_pool``), and the local
+        state of the run is forgotten. Answers already given stay readable on Toloka.
         """
         client = self.client
         base = campaign_key(inputs)
@@ -688,6 +695,8 @@ class TolokaBackend:
                 if status != "ARCHIVED":
                     client.archive_training(str(training.id))
             client.archive_project(project_id)
+        for path in (self.state_path, self.log_path):
+            path.unlink(missing_ok=True)
         self._retired = True
 
     def _log(self) -> dict[str, dict[str, Any]]:
