@@ -32,6 +32,7 @@ from collections import defaultdict, deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -156,6 +157,18 @@ def control_tasks_for_page(
     return [int(unseen[i]) for i in sorted(picked.tolist())]
 
 
+class _SeesHoneypots(Protocol):
+    hp_seen: Mapping[int, int]
+
+
+def unseen_honeypots(
+    honeypots: Sequence[int], *, n: int, state: _SeesHoneypots, rng: np.random.Generator
+) -> list[int] | None:
+    """:func:`control_tasks_for_page` for a worker state that counts the honeypots seen (the
+    simulated crowd's honeypot picker on Toloka's rule)."""
+    return control_tasks_for_page(honeypots, n=n, seen=state.hp_seen.keys(), rng=rng)
+
+
 def real_tasks_for_page(
     available: Sequence[int], *, n: int, creation_order: bool, rng: np.random.Generator
 ) -> list[int]:
@@ -267,6 +280,7 @@ class TolokaQualityControl:
         self._golden: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=rules.honeypot.window))
         self._majority: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=rules.majority.window))
         self._votes: dict[int, list[tuple[str, int]]] = defaultdict(list)
+        self._pending: list[dict[str, object]] = []
 
     def add_history(self, worker: str, right: Sequence[bool]) -> None:
         """Control answers of another pool whose GoldenSet rule shares the history (oldest first)."""
@@ -277,6 +291,7 @@ class TolokaQualityControl:
             return None
         row = {"worker": worker, "rule": rule, "detail": detail, "at": at, "until": at + timedelta(days=days)}
         self.banned[worker] = row
+        self._pending.append(row)
         return row
 
     @staticmethod
@@ -293,7 +308,7 @@ class TolokaQualityControl:
         page: str,
         tasks: Sequence[int],
         labels: Sequence[int],
-        honeypot: Sequence[bool],
+        is_honeypot: Sequence[bool],
         submitted_at: datetime,
         duration: float,
     ) -> list[dict[str, object]]:
@@ -310,7 +325,7 @@ class TolokaQualityControl:
         if duration < r.fast_seconds:
             ban(worker, "fast", f"page {page} in {duration:.1f}s < {r.fast_seconds:.3g}s", r.fast_ban_days)
         window = self._golden[worker]
-        for t, label, hp in zip(tasks, labels, honeypot, strict=True):
+        for t, label, hp in zip(tasks, labels, is_honeypot, strict=True):
             if hp and int(t) in self.gold:
                 window.append(int(label) == self.gold[int(t)])
         hit = self._breach(window, r.honeypot.window, r.honeypot.min_accuracy)
@@ -323,7 +338,7 @@ class TolokaQualityControl:
             )
         if not r.use_majority:
             return out
-        for t, label, hp in zip(tasks, labels, honeypot, strict=True):
+        for t, label, hp in zip(tasks, labels, is_honeypot, strict=True):
             if hp:
                 continue
             votes = self._votes[int(t)]
@@ -348,6 +363,12 @@ class TolokaQualityControl:
                         r.majority.ban_days,
                     )
         return out
+
+    def evaluate(self, *, now: datetime | None = None) -> pl.DataFrame:
+        """The bans made since the last call (BANS table; ``now`` is not needed: each ban
+        carries the moment Toloka made it)."""
+        rows, self._pending = self._pending, []
+        return pl.DataFrame(rows, schema=BANS) if rows else pl.DataFrame(schema=BANS)
 
     def frame(self) -> pl.DataFrame:
         """Every ban so far, as a BANS table in the order they happened."""
@@ -399,7 +420,7 @@ def evaluate(
             page=p["page"],
             tasks=p["task"],
             labels=p["label"],
-            honeypot=p["is_honeypot"],
+            is_honeypot=p["is_honeypot"],
             submitted_at=p["submitted_at"],
             duration=p["duration"],
         )

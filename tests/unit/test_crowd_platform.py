@@ -75,7 +75,7 @@ def test_the_batch_and_the_page_by_page_model_agree() -> None:
             page=str(page),
             tasks=frame["task"].to_list(),
             labels=frame["label"].to_list(),
-            honeypot=frame["is_honeypot"].to_list(),
+            is_honeypot=frame["is_honeypot"].to_list(),
             submitted_at=frame["submitted_at"][0],
             duration=30.0,
         )
