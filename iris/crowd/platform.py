@@ -158,7 +158,8 @@ def control_tasks_for_page(
 
 
 class _SeesHoneypots(Protocol):
-    hp_seen: Mapping[int, int]
+    @property
+    def hp_seen(self) -> Mapping[int, int]: ...
 
 
 def unseen_honeypots(
