@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import warnings
 from dataclasses import replace
@@ -770,23 +771,21 @@ def test_case2_restart_of_an_active_campaign_starts_a_new_one(tmp_path: Path, se
         assert fake.objects["pools"][new["main_pool_id"]]["status"] == "OPEN"
 
 
-def test_case2_launch_restart_through_the_cli(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from iris.cli import main as cli
+def _toloka_workdir(tmp_path: Path, *, n_gt: int = 60, n_tasks: int = 20, **crowd: Any) -> Any:
+    """A work directory with images and a shortlist, configured for the toloka backend."""
     from iris.config import render_toml
     from iris.workdir import init_workdir
 
     wd = init_workdir(tmp_path / "work")
-    ids = list(range(1, 81))
+    ids = list(range(1, n_gt + n_tasks + 1))
     tables.write(
         pl.DataFrame(
             {
                 "id": ids,
                 "source": [f"https://img.example/{i}.png" for i in ids],
                 "path": [f"images/{i}.png" for i in ids],
-                "split": ["gt"] * 60 + ["pool"] * 20,
-                "label": [i % 2 for i in ids[:60]] + [None] * 20,
+                "split": ["gt"] * n_gt + ["pool"] * n_tasks,
+                "label": [i % 2 for i in ids[:n_gt]] + [None] * n_tasks,
                 "width": 8,
                 "height": 8,
                 "sha256": "",
@@ -797,26 +796,44 @@ def test_case2_launch_restart_through_the_cli(tmp_path: Path) -> None:
     tables.write(
         pl.DataFrame(
             {
-                "id": ids[60:],
+                "id": ids[n_gt:],
                 "reason": "problematic",
                 "problematic_neighbours": 0,
-                "priority": list(range(20)),
+                "priority": list(range(n_tasks)),
             }
         ).cast(tables.SHORTLIST),  # type: ignore[arg-type]
         wd.table("shortlist"),
     )
+    s = wd.settings()
+    wd.config.write_text(render_toml(replace(s, crowd=replace(s.crowd, backend="toloka", **crowd))))
+    return wd
+
+
+def _cli(wd: Any, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from iris.cli import main as cli
+
+    result = CliRunner().invoke(cli, ["--workdir", str(wd.root), "crowd", *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_cli_plan_warns_when_honeypots_run_out(tmp_path: Path) -> None:
+    wd = _toloka_workdir(tmp_path, n_gt=60, n_tasks=500, pages_per_worker=12)
+    out = _cli(wd, "plan").output
+    assert re.search(r"pages per worker \(at most\) +10 ", out)
+    assert "warning: 10 honeypots at 1 per page let each worker do at most 10 page(s)" in out
+    assert "62 labeled ground-truth images" in out and "2 more than the 60 there are" in out
+    assert not (wd.crowd / "toloka").exists()  # nothing created, no token needed
+
+
+def test_case2_launch_restart_through_the_cli(tmp_path: Path) -> None:
     with FakeToloka() as fake:
-        s = wd.settings()
-        wd.config.write_text(
-            render_toml(
-                replace(s, crowd=replace(s.crowd, backend="toloka", toloka_url=fake.url, toloka_token="t"))
-            )
-        )
+        wd = _toloka_workdir(tmp_path, toloka_url=fake.url, toloka_token="t")
 
         def run(*args: str) -> Any:
-            result = CliRunner().invoke(cli, ["--workdir", str(wd.root), "crowd", *args])
-            assert result.exit_code == 0, result.output
-            return result
+            return _cli(wd, *args)
 
         assert "archive" in run("launch", "--help").output
         run("launch", "--json")
