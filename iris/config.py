@@ -182,7 +182,8 @@ class CrowdSettings:
     fast_clickers: float = 0.1
     """Simulated crowd: share who pass the exam, then click through pages too fast, mostly one answer."""
     pages_per_worker: int = 12
-    """Simulated crowd: mean number of pages a person does before leaving."""
+    """Pages a person is planned to do: the simulated crowd's mean before leaving, and what
+    ``iris crowd plan`` checks the honeypots against (a worker never sees one twice)."""
     pace_s: float = 0.0
     """Simulated crowd: wall-clock seconds to wait after each page bought (0 = at once), to
     watch a campaign progress or to interrupt one in a test."""
