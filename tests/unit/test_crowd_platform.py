@@ -108,3 +108,45 @@ def test_real_tasks_in_creation_order_or_at_random() -> None:
     assert platform.real_tasks_for_page(available, n=5, creation_order=True, rng=rng) == [0, 1, 2, 3, 4]
     assert platform.real_tasks_for_page(available, n=5, creation_order=False, rng=rng) != [0, 1, 2, 3, 4]
     assert platform.real_tasks_for_page([7, 3], n=5, creation_order=False, rng=rng) == [7, 3]
+
+
+def test_the_simulated_crowd_bans_as_the_toloka_model_replayed() -> None:
+    """A dry run's bans are the ones Toloka's model finds on its answers (the report's view)."""
+    from iris.config import Settings
+    from iris.crowd.backends.base import CampaignInputs
+    from iris.crowd.backends.simulated import simulate
+    from iris.crowd.spec import CampaignSpec, split_ground_truth
+
+    rng = np.random.default_rng(1)
+    n_gt, n_tasks = 90, 400
+    ids = np.arange(1, n_gt + n_tasks + 1)
+    labels = rng.integers(0, 2, len(ids))
+    images = pl.DataFrame(
+        {
+            "id": ids,
+            "source": [f"https://img.example/{i}.png" for i in ids],
+            "path": [f"images/{i}.png" for i in ids],
+            "split": ["gt"] * n_gt + ["pool"] * n_tasks,
+            "label": [int(v) for v in labels[:n_gt]] + [None] * n_tasks,
+        },
+        schema={"id": pl.Int64, "source": pl.String, "path": pl.String, "split": pl.String, "label": pl.Int8},
+    )
+    spec = CampaignSpec.from_settings(Settings())
+    tasks = images.filter(pl.col("split") == "pool").select("id", "source", "path").with_row_index("priority")
+    inputs = CampaignInputs(spec=spec, tasks=tasks, ground_truth=split_ground_truth(images, spec), root=None)  # type: ignore[arg-type]
+    truth = {int(i): int(v) for i, v in zip(ids, labels, strict=True)}
+    population: dict[str, float | int] = {
+        "workers": 30,
+        "spammers": 0.3,
+        "fast_clickers": 0.1,
+        "pages_per_worker": 8,
+        "seed": 1,
+    }
+    result = simulate(inputs, truth=truth, difficulty={}, population=population)
+    assert result.bans.height > 0
+    replayed = platform.evaluate(
+        result.answers, inputs.gold, platform.TolokaRules.of(spec.rules, overlap=spec.overlap)
+    )
+    assert replayed.sort("worker").equals(result.bans.sort("worker"))
+    pages = result.answers.group_by("worker").agg(pl.col("page").n_unique())["page"]
+    assert int(pages.max()) <= platform.max_pages_per_worker(inputs.role("honeypot").height, 1)  # type: ignore[arg-type, operator]
