@@ -149,8 +149,9 @@ class CrowdSettings:
     honeypots_per_page: int = 1
     price_per_page: float = 0.05
     """Reward per accepted page, in the backend's currency (USD on Toloka)."""
-    exam_price: float = 0.01
-    """Reward per exam page (Toloka's minimum for a paid pool is 0.005)."""
+    exam_price: float = 0.05
+    """Reward per exam page; Toloka's exam guide asks for the page price (workers who passed
+    cannot start the main tasks at once otherwise), and its minimum is 0.005."""
     min_seconds_per_page: float = 20.0
     """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``."""
     fast_ban_days: int = 1
@@ -181,7 +182,8 @@ class CrowdSettings:
     fast_clickers: float = 0.1
     """Simulated crowd: share who pass the exam, then click through pages too fast, mostly one answer."""
     pages_per_worker: int = 12
-    """Simulated crowd: mean number of pages a person does before leaving."""
+    """Pages a person is planned to do: the simulated crowd's mean before leaving, and what
+    ``iris crowd plan`` checks the honeypots against (a worker never sees one twice)."""
     pace_s: float = 0.0
     """Simulated crowd: wall-clock seconds to wait after each page bought (0 = at once), to
     watch a campaign progress or to interrupt one in a test."""

@@ -77,7 +77,11 @@ def plan_command(state: CliState, backend: str | None, answer_key: Path | None, 
         {"what": "answers bought", "value": plan.answers},
         {"what": "cost", "value": f"{plan.cost:.2f}"},
     ]
+    if plan.max_pages_per_worker is not None:
+        rows.append({"what": "pages per worker (at most)", "value": plan.max_pages_per_worker})
     echo_table(rows, title=f"plan ({plan.backend})")
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo("\nwould create:")
     for line in plan.objects:
         click.echo(f"  - {line}")
@@ -85,7 +89,12 @@ def plan_command(state: CliState, backend: str | None, answer_key: Path | None, 
 
 @crowd_group.command("launch")
 @_backend_options
-@click.option("--restart", is_flag=True, help="Forget the campaign state in WORK/crowd and launch afresh.")
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="End the campaign launched before (on Toloka: close and archive its pools and project), "
+    "forget the campaign state in WORK/crowd and launch afresh.",
+)
 @json_option
 @pass_state
 def launch_command(

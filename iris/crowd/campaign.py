@@ -126,14 +126,22 @@ def launch(workdir: Workdir, settings: Settings, *, restart: bool = False) -> Ca
     """Launch the campaign, or resume the one already launched with the same spec and tasks.
 
     Args:
-        restart: forget the campaign state in ``WORK/crowd`` and launch afresh (a Toloka
-            campaign already created stays on Toloka; stop it first).
+        restart: end the campaign launched before (a backend with a ``retire`` method, such as
+            Toloka, closes and archives it on the platform), forget the campaign state in
+            ``WORK/crowd`` and launch afresh: nothing of the old campaign is resumed.
 
     Raises:
         CrowdError: a campaign with another spec or other tasks was launched here before.
     """
     workdir.crowd.mkdir(parents=True, exist_ok=True)
     state = _read_state(workdir)
+    backend = _backend(workdir, settings)
+    if restart:
+        # A backend whose campaign lives elsewhere (Toloka) ends it there first, so that the new
+        # launch builds new objects instead of finding and resuming the old ones.
+        retire = getattr(backend, "retire", None)
+        if retire is not None and (not state or state.get("backend") == settings.crowd.backend):
+            retire(_frozen_inputs(workdir, settings) or build_inputs(workdir, settings))
     if restart and state:
         shutil.rmtree(workdir.crowd / state.get("backend", settings.crowd.backend), ignore_errors=True)
         for name in ("campaign.json", "tasks.parquet", "ground_truth.parquet", "bans.parquet"):
@@ -148,7 +156,6 @@ def launch(workdir: Workdir, settings: Settings, *, restart: bool = False) -> Ca
             f"{state.get('backend')!r} and other settings (fingerprint {state.get('fingerprint')} != "
             f"{fingerprint}); resume it with the same settings or pass --restart"
         )
-    backend = _backend(workdir, settings)
     if not state:
         backend.plan(inputs)  # validates everything the backend needs before any state is written
         tables.write(inputs.tasks, workdir.crowd / "tasks.parquet")
