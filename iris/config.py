@@ -339,8 +339,9 @@ class CrowdSettings:
     """Control tasks per page; fewer than ``page_size``."""
     price_per_page: Annotated[float, at_least(0)] = 0.05
     """Reward per accepted page, in the backend's currency (USD on Toloka)."""
-    exam_price: Annotated[float, at_least(0)] = 0.01
-    """Reward per exam page (Toloka's minimum for a paid pool is 0.005)."""
+    exam_price: Annotated[float, at_least(0)] = 0.05
+    """Reward per exam page; Toloka's exam guide asks for the page price (workers who passed
+    cannot start the main tasks at once otherwise), and its minimum is 0.005."""
     min_seconds_per_page: Seconds = 20.0
     """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``."""
     fast_ban_days: Count = 1
@@ -371,10 +372,24 @@ class CrowdSettings:
     fast_clickers: Share = 0.1
     """Simulated crowd: share who pass the exam, then click through pages too fast, mostly one answer."""
     pages_per_worker: Positive = 12
-    """Simulated crowd: mean number of pages a person does before leaving."""
+    """Pages a person is planned to do: the simulated crowd's mean before leaving, and what
+    ``iris crowd plan`` checks the honeypots against (a worker never sees one twice)."""
     pace_s: Seconds = 0.0
     """Simulated crowd: wall-clock seconds to wait after each page bought (0 = at once), to
     watch a campaign progress or to interrupt one in a test."""
+    # web labeler (`iris crowd serve`); not part of the campaign fingerprint
+    web_lease_minutes: Annotated[float, above(0)] = 30.0
+    """Web labeler: a page not submitted within this many minutes expires; its tasks go back."""
+    web_open_signup: bool = False
+    """Web labeler: anyone who opens the address may join; off = only invitation links."""
+    web_exam_questions: Count = 0
+    """Web labeler: exam questions drawn per worker from the exam pool (0 = all), in their own order."""
+    web_url: Annotated[str, Matches(r"https?://\S+", "an http(s):// URL")] = "http://127.0.0.1:8080"
+    """Web labeler: the address people reach it at (invitation links start with it)."""
+    web_max_body_kb: Positive = 256
+    """Web labeler: larger request bodies are refused with 413 before they are read."""
+    web_timeout_s: Annotated[float, above(0)] = 30.0
+    """Web labeler: a client that takes longer to send its request headers, or its body, is cut off."""
     seed: Seed = 0
 
 

@@ -118,7 +118,9 @@ def _crowd(ctx: RunContext) -> dict[str, Any]:
         # A real crowd takes hours: keep what was collected and let the user come back.
         raise CrowdError(
             f"the {report.backend} crowd campaign is {report.state}: {report.tasks_done}/{report.tasks} "
-            "tasks have their answers; run `iris run` again later to collect and go on"
+            "tasks have their answers; "
+            + (f"{report.next_step}; " if report.next_step else "")
+            + "run `iris run` again later to collect and go on"
         )
     if report.tasks_done < report.tasks:
         ctx.echo(

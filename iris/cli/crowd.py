@@ -1,7 +1,8 @@
-"""``iris crowd plan | launch | status | collect | stop | report``: the crowd campaign."""
+"""``iris crowd plan | launch | status | collect | stop | report | serve | invite``: the crowd campaign."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict
@@ -76,7 +77,11 @@ def plan_command(state: CliState, backend: str | None, answer_key: Path | None, 
         {"what": "answers bought", "value": plan.answers},
         {"what": "cost", "value": f"{plan.cost:.2f}"},
     ]
+    if plan.max_pages_per_worker is not None:
+        rows.append({"what": "pages per worker (at most)", "value": plan.max_pages_per_worker})
     echo_table(rows, title=f"plan ({plan.backend})")
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo("\nwould create:")
     for line in plan.objects:
         click.echo(f"  - {line}")
@@ -84,7 +89,12 @@ def plan_command(state: CliState, backend: str | None, answer_key: Path | None, 
 
 @crowd_group.command("launch")
 @_backend_options
-@click.option("--restart", is_flag=True, help="Forget the campaign state in WORK/crowd and launch afresh.")
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="End the campaign launched before (on Toloka: close and archive its pools and project), "
+    "forget the campaign state in WORK/crowd and launch afresh.",
+)
 @json_option
 @pass_state
 def launch_command(
@@ -166,21 +176,53 @@ def report_command(state: CliState, as_json: bool) -> None:
 
 
 @crowd_group.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 127.0.0.1 means only this machine (0.0.0.0: every interface).",
+)
+@click.option(
+    "--port", default=8080, show_default=True, type=int, help="Port to listen on (0: any free one)."
+)
 @pass_state
 def serve_command(state: CliState, host: str, port: int) -> None:
     """Serve the self-hosted labeler for the campaign launched with `--backend web`."""
-    from iris.crowd.web_server import make_server
+    from iris.crowd.web_server import bind, describe, make_server
 
-    server = make_server(state.workdir, _settings(state, "web"), host=host, port=port)
-    click.echo(f"labeler at http://{host}:{server.server_address[1]}/ (Ctrl-C stops it; answers are kept)")
+    settings = _settings(state, "web")
+    server = make_server(state.workdir, settings)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        sock = bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    for line in describe(state.workdir, settings, host, sock.getsockname()[1]):
+        click.echo(line)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it shut down on
+        server.run(sockets=[sock])
+    click.echo("labeler stopped; every saved answer is kept")
+
+
+@crowd_group.command("invite")
+@click.argument("n", type=int)
+@click.option(
+    "--base-url", default=None, help="Address people reach the labeler at (default: crowd.web_url)."
+)
+@json_option
+@pass_state
+def invite_command(state: CliState, n: int, base_url: str | None, as_json: bool) -> None:
+    """Print N invitation links for the web labeler, one per person (each is their sign-in)."""
+    from iris.crowd.web_server import invite_links
+
+    links = invite_links(state.workdir, _settings(state, "web"), n, base_url=base_url)
+    if as_json:
+        click.echo(json.dumps(links, indent=2))
+        return
+    for link in links:
+        click.echo(link)
+    click.echo(
+        f"{n} invitation link(s): send one to each person; opening it again signs them back in.", err=True
+    )
 
 
 COMMANDS = [crowd_group]

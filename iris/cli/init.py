@@ -13,8 +13,18 @@ from iris.workdir import init_workdir
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite an existing iris.toml.")
 def init_command(directory: Path, force: bool) -> None:
-    """Create DIRECTORY as a work directory with an iris.toml of all settings."""
-    workdir = init_workdir(directory, force=force)
+    """Create DIRECTORY as a work directory with an iris.toml of all settings.
+
+    The crowd stage defaults to the self-hosted web labeler (``crowd.backend = "web"``): real
+    people, no answer key needed. ``iris demo`` and the benchmarks use the simulated crowd.
+    """
+    from dataclasses import replace
+
+    from iris.config import Settings
+
+    base = Settings()
+    settings = replace(base, crowd=replace(base.crowd, backend="web"))
+    workdir = init_workdir(directory, settings=settings, force=force)
     click.echo(f"initialised {workdir.root} (settings in {workdir.config})")
 
 

@@ -5,7 +5,10 @@
 * :mod:`iris.crowd.pages` — pages of real tasks plus honeypots;
 * :mod:`iris.crowd.quality` — the quality-control rules as pure functions over answers;
 * :mod:`iris.crowd.instructions` — the workers' instructions from an HTML template;
-* :mod:`iris.crowd.backends` — the backend interface and registry: ``simulated``, ``toloka``;
+* :mod:`iris.crowd.backends` — the backend interface and registry: ``simulated``, ``toloka``,
+  ``web``;
+* :mod:`iris.crowd.web_server` — the web labeler served by uvicorn;
+* :mod:`iris.crowd.web_load` — scripted people over HTTP, for the labeler's load tests;
 * :mod:`iris.crowd.campaign` — plan / launch / status / collect / stop with state in ``WORK/crowd``.
 """
 

@@ -86,7 +86,13 @@ def load_inputs(workdir: Workdir, settings: Settings) -> CampaignInputs:
 
 
 def _fingerprint(inputs: CampaignInputs, settings: Settings) -> str:
-    crowd = {k: v for k, v in asdict(settings.crowd).items() if k not in {"toloka_token", "toloka_url"}}
+    # Connection details and the web labeler's serving options (lease, signup, limits) may
+    # change while a campaign runs; they do not change what it buys.
+    crowd = {
+        k: v
+        for k, v in asdict(settings.crowd).items()
+        if k not in {"toloka_token", "toloka_url"} and not k.startswith("web_")
+    }
     blob = json.dumps(
         {
             "spec": inputs.spec.fingerprint(),
@@ -120,14 +126,22 @@ def launch(workdir: Workdir, settings: Settings, *, restart: bool = False) -> Ca
     """Launch the campaign, or resume the one already launched with the same spec and tasks.
 
     Args:
-        restart: forget the campaign state in ``WORK/crowd`` and launch afresh (a Toloka
-            campaign already created stays on Toloka; stop it first).
+        restart: end the campaign launched before (a backend with a ``retire`` method, such as
+            Toloka, closes and archives it on the platform), forget the campaign state in
+            ``WORK/crowd`` and launch afresh: nothing of the old campaign is resumed.
 
     Raises:
         CrowdError: a campaign with another spec or other tasks was launched here before.
     """
     workdir.crowd.mkdir(parents=True, exist_ok=True)
     state = _read_state(workdir)
+    backend = _backend(workdir, settings)
+    if restart:
+        # A backend whose campaign lives elsewhere (Toloka) ends it there first, so that the new
+        # launch builds new objects instead of finding and resuming the old ones.
+        retire = getattr(backend, "retire", None)
+        if retire is not None and (not state or state.get("backend") == settings.crowd.backend):
+            retire(_frozen_inputs(workdir, settings) or build_inputs(workdir, settings))
     if restart and state:
         shutil.rmtree(workdir.crowd / state.get("backend", settings.crowd.backend), ignore_errors=True)
         for name in ("campaign.json", "tasks.parquet", "ground_truth.parquet", "bans.parquet"):
@@ -142,7 +156,6 @@ def launch(workdir: Workdir, settings: Settings, *, restart: bool = False) -> Ca
             f"{state.get('backend')!r} and other settings (fingerprint {state.get('fingerprint')} != "
             f"{fingerprint}); resume it with the same settings or pass --restart"
         )
-    backend = _backend(workdir, settings)
     if not state:
         backend.plan(inputs)  # validates everything the backend needs before any state is written
         tables.write(inputs.tasks, workdir.crowd / "tasks.parquet")
@@ -227,6 +240,8 @@ class CampaignReport:
     banned: int
     bans_by_rule: dict[str, int]
     cost: float
+    next_step: str = ""
+    """What the user does to move an unfinished campaign on (serve it, invite people…)."""
 
 
 def run_campaign(workdir: Workdir, settings: Settings) -> CampaignReport:
@@ -252,4 +267,5 @@ def run_campaign(workdir: Workdir, settings: Settings) -> CampaignReport:
         banned=collected.bans.height,
         bans_by_rule=dict(zip(by_rule["rule"].to_list(), by_rule["len"].to_list(), strict=True)),
         cost=st.cost,
+        next_step=str(st.detail.get("next_step", "")),
     )

@@ -1,10 +1,10 @@
 """Quality control rules as pure functions over the answers table.
 
 Each rule reads the ANSWERS table (task, worker, label, page, submitted_at, duration,
-is_honeypot) and returns the workers it fires on, with the evidence. The simulated crowd
-applies them after every page; the Toloka backend configures the same rules on the pool
-(FastSubmittedResults / GoldenSet / MajorityVote collectors) and iris re-checks them on the
-collected answers for the report.
+is_honeypot) and returns the workers it fires on, with the evidence. These are iris's own
+rules (the self-hosted web labeler applies them). Toloka counts differently (no pro-rating,
+rolling windows, its majority threshold): the Toloka backend and the simulated crowd use
+:mod:`iris.crowd.platform`, which models Toloka's rules.
 """
 
 from __future__ import annotations

@@ -1,116 +1,40 @@
-"""The self-hosted labeler in a real headless Chromium: training, exam, labeling pages,
-honeypots, answers collected through the same campaign code as every backend."""
+"""The labeler in a real headless Chromium, at desktop (1280 px) and phone (375 px) widths:
+an invitation, training answered with the hotkeys (hints show the worker's own answer beside
+the right one), the exam, a page with zoom, the ban page, and the owner's dashboard.
+
+Screenshots go to ``$IRIS_LABELER_SHOTS`` (default: the test's tmp folder).
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import polars as pl
 import pytest
-from PIL import Image
 
-from iris import tables
-from iris.config import Settings, render_toml
-from iris.crowd import campaign
-from iris.workdir import Workdir, init_workdir
+from iris.crowd.backends.web import LabelerDB
+from iris.crowd.web_load import load_settings_for, make_campaign, serve_in_thread
+from iris.crowd.web_server import invite_links
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(), reason="needs headless Chromium (Debian package chromium)"
     ),
 ]
 
 
-def _settings() -> Settings:
-    base = Settings()
-    crowd = replace(
-        base.crowd,
-        backend="web",
-        training=2,
-        exam=2,
-        exam_pass=1.0,
-        overlap=1,
-        page_size=4,
-        honeypots_per_page=1,
-        min_seconds_per_page=0.0,
-        majority_window=1000,
-        honeypot_window=1000,
-    )
-    return replace(base, crowd=crowd, task=replace(base.task, positive_name="shirt", negative_name="t-shirt"))
-
-
-@pytest.fixture
-def campaign_dir(tmp_path: Path) -> Workdir:
-    """8 ground-truth images (2 training, 2 exam, 4 honeypots) and 6 shortlisted pool images."""
-    settings = _settings()
-    workdir = init_workdir(tmp_path / "work", settings=settings)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(14):
-        img = Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
-        rel = f"images/{i + 1}.png"
-        img.save(workdir.root / rel)
-        split = "gt" if i < 8 else "pool"
-        label = i % 2 if split == "gt" else None
-        rows.append(
-            {
-                "id": i + 1,
-                "source": f"img{i}.png",
-                "path": rel,
-                "split": split,
-                "label": label,
-                "width": 32,
-                "height": 32,
-                "sha256": f"{i:064x}",
-            }
-        )
-    tables.write(pl.DataFrame(rows, schema=tables.IMAGES), workdir.table("images"))
-    shortlist = pl.DataFrame(
-        {
-            "id": list(range(9, 15)),
-            "reason": ["problematic"] * 6,
-            "problematic_neighbours": [0] * 6,
-            "priority": list(range(6)),
-        },
-        schema=tables.SHORTLIST,
-    )
-    tables.write(shortlist, workdir.table("shortlist"))
-    workdir.config.write_text(render_toml(settings))
-    campaign.launch(workdir, settings)
-    return workdir
-
-
-@pytest.fixture
-def server(campaign_dir: Workdir) -> Iterator[str]:
-    from iris.crowd.web_server import make_server
-
-    httpd = make_server(campaign_dir, _settings(), host="127.0.0.1", port=0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
     playwright = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
@@ -118,74 +42,154 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-def _answer(page: object, labels: dict[int, int], default: int = 1) -> list[int]:
-    """Click one radio per image on the page (the right one where known); return task ids."""
-    tasks = sorted(
-        {int(el.get_attribute("name")[1:]) for el in page.query_selector_all("input[type=radio]")}  # type: ignore[attr-defined]
-    )
+def _truth(db: LabelerDB, page_id: str) -> list[int]:
+    """The right label of each slot of a page (pool images: by their colour, as people see them)."""
+    with db._read() as con:
+        tasks = json.loads(con.execute("SELECT tasks FROM pages WHERE page = ?", (page_id,)).fetchone()[0])
+        labels = dict(con.execute("SELECT id, label FROM items").fetchall())
+    from iris.crowd.web_load import look
+
+    out = []
     for t in tasks:
-        page.click(f"[data-testid='t{t}-{labels.get(t, default)}']")  # type: ignore[attr-defined]
-    page.click("[data-testid='submit']")  # type: ignore[attr-defined]
-    return tasks
+        if labels[t] is not None:
+            out.append(int(labels[t]))
+        else:
+            with db._read() as con:
+                path = con.execute("SELECT path FROM items WHERE id = ?", (t,)).fetchone()[0]
+            out.append(look((db.path.parents[2] / path).read_bytes()))
+    return out
 
 
-def test_a_person_labels_every_task_through_the_browser(
-    campaign_dir: Workdir, server: str, browser: object, tmp_path: Path
-) -> None:
-    gt = tables.read(campaign_dir.table("images"), tables.IMAGES).filter(pl.col("split") == "gt")
-    truth = dict(zip(gt["id"].to_list(), gt["label"].to_list(), strict=True))
-    page = browser.new_page()  # type: ignore[attr-defined]
-    page.goto(server + "/")
-    assert "shirt" in page.content()
-    page.fill("[data-testid='worker']", "alice")
-    page.click("[data-testid='start']")
+def _press_answers(page: Any, labels: list[int]) -> None:
+    """Answer with the number keys: 1 = positive, 2 = negative; the cursor moves on by itself."""
+    for label in labels:
+        page.keyboard.press("1" if label == 1 else "2")
 
-    assert page.title() == "Training"
-    training = _answer(page, {t: 1 - truth[t] for t in truth})  # all wrong: hints come back
-    assert page.inner_text("[data-testid='score']") == f"0/{len(training)} right."
-    assert len(page.query_selector_all("li.hint")) == len(training)
-    page.click("[data-testid='next']")
 
-    assert page.title() == "Exam"
-    _answer(page, truth)
-    assert "Exam passed" in page.inner_text("[data-testid='score']")
-    page.click("[data-testid='next']")
+@pytest.mark.parametrize("width", [1280, 375], ids=["desktop", "phone"])
+def test_a_worker_walks_the_labeler_and_the_owner_watches(browser: Any, tmp_path: Path, width: int) -> None:
+    shots = Path(os.environ.get("IRIS_LABELER_SHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    base = load_settings_for(page_size=10, overlap=1, training=4, exam=4)
+    # A full page needs 5 s: the careful worker takes that long, the careless one does not.
+    settings = replace(base, crowd=replace(base.crowd, min_seconds_per_page=5.0))
+    workdir = make_campaign(tmp_path / "work", tasks=18, settings=settings)
+    db = LabelerDB(workdir.crowd / "web" / "labeler.db")
+    height = 900 if width > 600 else 740
 
-    seen: list[int] = []
-    pages = 0
-    while page.title() == "Labeling":
-        if pages == 0:
-            page.screenshot(path=str(tmp_path / "labeling.png"))
-        seen += _answer(page, truth, default=1)
-        assert page.is_visible("[data-testid='saved']")
+    def shot(page: Any, name: str) -> None:
+        page.screenshot(path=str(shots / f"{width}-{name}.png"), full_page=True)
+
+    def fits(page: Any) -> None:
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, "horizontal scrolling"
+
+    with serve_in_thread(workdir, settings) as url:
+        alice_link, bob_link = invite_links(workdir, settings, 2, base_url=url)
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        page = ctx.new_page()
+        page.goto(alice_link)
+        assert page.title() == "Instructions" and page.locator("meta[name=viewport]").count() == 1
+        assert page.locator(".examples img").count() >= 2
+        fits(page)
+        shot(page, "1-instructions")
+        page.click("[data-testid='start']")
+
+        # Training with the hotkeys; the first answer is wrong on purpose.
+        assert page.title() == "Training"
+        page_id = page.get_attribute("input[name=page]", "value")
+        right = _truth(db, page_id)
+        answers = [1 - right[0], *right[1:]]
+        page.keyboard.press("ArrowRight")
+        assert page.get_attribute("figure.task.current", "data-slot") == "1"
+        page.keyboard.press("ArrowLeft")
+        _press_answers(page, answers[:2])
+        assert page.inner_text("#answered") == "2/4"
+        assert page.get_attribute("figure.task.current", "data-slot") == "2"
+        _press_answers(page, answers[2:])
+        assert page.inner_text("#answered") == "4/4"
+        assert page.evaluate("document.querySelector('.progress progress').value") == 4
+        fits(page)
+        shot(page, "2-training")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("[data-testid='score']")
+        assert page.inner_text("[data-testid='score']") == "3/4 right."
+        hint = page.locator("[data-testid='hint']")
+        assert hint.count() == 1
+        pos, neg = settings.task.positive_name, settings.task.negative_name
+        names = {1: pos, 0: neg}
+        assert f"your answer: {names[answers[0]]}" in hint.inner_text()
+        assert f"right answer: {names[right[0]]}" in hint.inner_text()
+        fits(page)
+        shot(page, "3-hints")
         page.click("[data-testid='next']")
-        pages += 1
-    assert page.is_visible("[data-testid='done']")
-    assert (tmp_path / "labeling.png").stat().st_size > 1000
 
-    settings = _settings()
-    collected = campaign.collect(campaign_dir, settings)
-    answers = collected.answers
-    real = answers.filter(~pl.col("is_honeypot"))
-    assert sorted(real["task"].to_list()) == list(range(9, 15))  # every task once (overlap 1)
-    assert set(real["label"].to_list()) == {1}
-    honeypots = answers.filter(pl.col("is_honeypot"))
-    assert honeypots.height == pages  # one honeypot per page
-    for page_id, part in answers.group_by("page"):
-        assert part.filter(pl.col("is_honeypot")).height == 1, page_id
-    assert (answers["duration"] > 0).all()
-    assert campaign.status(campaign_dir, settings).state == "complete"
+        # The exam, drawn for this worker.
+        assert page.title() == "Exam"
+        page_id = page.get_attribute("input[name=page]", "value")
+        _press_answers(page, _truth(db, page_id))
+        shot(page, "4-exam")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("[data-testid='score']")
+        assert "Exam passed: 4/4" in page.inner_text("[data-testid='score']")
+        page.click("[data-testid='next']")
 
+        # A page of real tasks: zoom, true aspect ratio, progress, answer by tapping.
+        assert page.title() == "Labeling"
+        page_id = page.get_attribute("input[name=page]", "value")
+        labels = _truth(db, page_id)
+        ratio = page.evaluate(
+            "(() => { const i = document.querySelector('button.zoom img');"
+            " return [i.naturalWidth / i.naturalHeight, getComputedStyle(i).objectFit]; })()"
+        )
+        assert ratio == [16 / 24, "contain"]
+        assert page.get_attribute("button[data-testid='submit']", "disabled") is not None
+        for slot, label in enumerate(labels[:5]):
+            page.click(f"label:has([data-testid='a{slot}-{label}'])")
+        assert page.inner_text("#answered") == "5/10"
+        fits(page)
+        shot(page, "5-page-half")
+        page.click("figure.task[data-slot='5'] button.zoom")
+        assert page.is_visible("#zoom img")
+        shot(page, "6-zoom")
+        page.keyboard.press("Escape")
+        assert not page.is_visible("#zoom")
+        page.keyboard.press("ArrowRight")  # the cursor was on the zoomed image (slot 5)
+        page.keyboard.press("ArrowLeft")
+        _press_answers(page, labels[5:])
+        page.wait_for_timeout(5200)  # a careful worker
+        page.click("[data-testid='submit']")
+        page.wait_for_selector("[data-testid='saved']")
+        assert "Saved 10 answers" in page.inner_text("[data-testid='saved']")
+        ctx.close()
 
-def test_failing_the_exam_stops_the_worker(server: str, browser: object, campaign_dir: Workdir) -> None:
-    gt = tables.read(campaign_dir.table("images"), tables.IMAGES).filter(pl.col("split") == "gt")
-    wrong = {int(i): 1 - int(label) for i, label in zip(gt["id"], gt["label"], strict=True)}
-    page = browser.new_page()  # type: ignore[attr-defined]
-    page.goto(server + "/work?worker=bob")
-    _answer(page, wrong)  # training
-    page.click("[data-testid='next']")
-    _answer(page, wrong)  # exam
-    assert "Exam not passed" in page.inner_text("[data-testid='score']")
-    page.goto(server + "/work?worker=bob")
-    assert page.is_visible("[data-testid='failed']")
-    assert campaign.collect(campaign_dir, _settings()).answers.height == 0
+        # A careless worker: the same walk at speed gets the ban page.
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        page = ctx.new_page()
+        page.goto(bob_link)
+        page.goto(url + "/work")
+        for _ in range(2):  # training, exam
+            _press_answers(page, _truth(db, page.get_attribute("input[name=page]", "value")))
+            page.keyboard.press("Enter")
+            page.wait_for_selector("[data-testid='next']")
+            page.click("[data-testid='next']")
+        _press_answers(page, [1] * 10)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("[data-testid='banned']")
+        text = page.inner_text("[data-testid='banned']")
+        assert "faster than anyone" in text and "until" in text and "come back" in text
+        fits(page)
+        shot(page, "7-banned")
+        ctx.close()
+
+        # The owner.
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        page = ctx.new_page()
+        page.goto(f"{url}/owner?token={db.owner_token}")
+        assert page.title() == "Owner dashboard" and "token" not in page.url
+        rows = page.locator("[data-testid='workers'] tbody tr")
+        assert rows.count() == 2
+        table = page.inner_text("[data-testid='workers']")
+        assert "fast" in table and "100%" in table
+        assert "50% of tasks done" in page.inner_text("[data-testid='progress']")
+        shot(page, "8-owner")
+        ctx.close()

@@ -22,6 +22,7 @@ from typing import Literal, Protocol, runtime_checkable
 import polars as pl
 
 from iris.config import Settings
+from iris.crowd import platform
 from iris.crowd.spec import CampaignSpec
 from iris.errors import CrowdError
 
@@ -65,11 +66,40 @@ class Plan:
     """Main-pool pages × price per page, plus the exam per qualified worker where paid."""
     objects: list[str] = field(default_factory=list)
     """Human-readable list of what would be created."""
+    max_pages_per_worker: int | None = None
+    """Pages one worker can do before the honeypots they have not seen run out (None: no limit)."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems found before anything is created (the campaign can still be launched)."""
 
     @classmethod
-    def of(cls, backend: str, inputs: CampaignInputs, objects: list[str]) -> Plan:
-        """The plan of carrying out ``inputs`` as its spec says (counts and cost from the spec)."""
+    def of(
+        cls,
+        backend: str,
+        inputs: CampaignInputs,
+        objects: list[str],
+        *,
+        pages_per_worker: int | None = None,
+        warnings: list[str] | None = None,
+    ) -> Plan:
+        """The plan of carrying out ``inputs`` as its spec says (counts and cost from the spec).
+
+        Args:
+            pages_per_worker: pages a worker is planned to do; a warning is added when the
+                honeypots cannot supply them (see :func:`iris.crowd.platform.honeypot_shortage`).
+            warnings: further warnings of the backend.
+        """
         spec, n = inputs.spec, inputs.tasks.height
+        n_honeypots = inputs.role("honeypot").height
+        found = list(warnings or [])
+        if pages_per_worker is not None:
+            shortage = platform.honeypot_shortage(
+                spec,
+                n_honeypots=n_honeypots,
+                n_ground_truth=inputs.ground_truth.height,
+                pages_per_worker=pages_per_worker,
+            )
+            if shortage:
+                found.insert(0, shortage)
         return cls(
             backend=backend,
             tasks=n,
@@ -80,6 +110,8 @@ class Plan:
             answers=n * spec.overlap,
             cost=spec.cost_for(n),
             objects=objects,
+            max_pages_per_worker=platform.max_pages_per_worker(n_honeypots, spec.honeypots_per_page),
+            warnings=found,
         )
 
 

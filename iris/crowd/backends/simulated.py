@@ -7,7 +7,10 @@ one answer; both pass the exam honestly first (it costs them nothing), which is 
 the case quality control exists for. Everyone takes the training (each mistake shows a
 hint, which teaches a little) and the exam; those above ``exam_pass`` get the skill and
 work pages of ``page_size`` tasks with ``honeypots_per_page`` honeypots under the
-campaign's quality-control rules, evaluated after every page (:mod:`iris.crowd.quality`).
+campaign's quality-control rules, evaluated after every page as Toloka evaluates them
+(:mod:`iris.crowd.platform`: no pro-rated fast rule, rolling windows, Toloka's majority), and
+a person never sees a honeypot twice (they leave when theirs run out), so that a dry run
+predicts a real campaign's pages, cost and bans.
 Banned people's tasks are re-issued. New cohorts arrive while tasks remain (at most
 :data:`MAX_COHORTS`).
 
@@ -40,9 +43,9 @@ import polars as pl
 
 from iris import tables
 from iris.config import Settings, TaskSettings
-from iris.crowd import quality
+from iris.crowd import platform, quality
 from iris.crowd.backends.base import CampaignInputs, CampaignStatus, Collected, Plan, tasks_done
-from iris.crowd.pages import assemble_page, pick_honeypots
+from iris.crowd.pages import assemble_page
 from iris.data.ids import clean_source
 from iris.errors import ColumnError, CrowdError, InputError
 from iris.progress import bar
@@ -370,6 +373,11 @@ def simulate(
     open_pages: dict[str, _OpenPage] = {}
     index = {int(t): i for i, t in enumerate(task_ids)}
     cohort = 0
+    # The platform's rules (iris.crowd.platform): Toloka's quality control, page by page.
+    qc = platform.TolokaQualityControl(
+        platform.TolokaRules.of(rules, overlap=spec.overlap),
+        dict(zip(gold["task"].to_list(), gold["label"].to_list(), strict=True)),
+    )
 
     def push(t: float, kind: str, worker: str) -> None:
         nonlocal seq
@@ -392,7 +400,8 @@ def simulate(
             # (+0.005 accuracy, at most 0.99). It is not scored; the exam decides.
             hints = sum(int(wrng.random() >= p_right(w, i)) for i in training_ids)
             w.accuracy = min(w.accuracy + 0.005 * hints, 0.99)
-            correct = sum(int(wrng.random() < p_right(w, i)) for i in exam_ids)
+            exam_right = [bool(wrng.random() < p_right(w, i)) for i in exam_ids]
+            correct = sum(exam_right)
             passed = correct >= spec.exam_pass * len(exam_ids) - 1e-9
             key = f"exam:{w.id}"
             if spec.exam_price > 0 and log is not None and key not in log.records:
@@ -409,6 +418,9 @@ def simulate(
                 }
             )
             if passed:
+                history = platform.exam_history({w.id: exam_right})
+                if history:
+                    qc.add_history(w.id, history[w.id])
                 states[w.id] = _WorkerState(worker=w, done=np.zeros(n_tasks, dtype=bool))
                 push(w.arrival, "start", w.id)
 
@@ -434,9 +446,12 @@ def simulate(
             free = np.flatnonzero((need > 0) & ~st.done)[: spec.real_per_page]
             if len(free) == 0:
                 continue  # nothing left for this person: they leave
+            # Toloka never shows a worker a control task twice: once theirs run out, they leave.
+            hps = platform.unseen_honeypots(honeypots, n=spec.honeypots_per_page, state=st, rng=wrng)
+            if hps is None:
+                continue
             need[free] -= 1
             st.done[free] = True
-            hps = pick_honeypots(honeypots, n=spec.honeypots_per_page, seen=st.hp_seen, rng=wrng)
             for h in hps:
                 st.hp_seen[h] = st.hp_seen.get(h, 0) + 1
             page = assemble_page(
@@ -508,9 +523,16 @@ def simulate(
             duration=pl.lit(duration, dtype=pl.Float64),
         )
         answers = pl.concat([answers, page_frame.select(list(tables.ANSWERS))], rechunk=False)
-        new = quality.evaluate(
-            answers, gold, rules, now=submitted, already_banned={b for b, s in states.items() if s.banned}
+        qc.add_page(
+            worker=wid,
+            page=page_id,
+            tasks=page_tasks,
+            labels=labels,
+            is_honeypot=is_hp,
+            submitted_at=submitted,
+            duration=duration,
         )
+        new = qc.evaluate(now=submitted)
         for ban in new.iter_rows(named=True):
             banned = states[ban["worker"]]
             banned.banned = True
@@ -608,7 +630,8 @@ class SimulatedBackend:
         return Plan.of(
             self.name,
             inputs,
-            [
+            pages_per_worker=self.settings.crowd.pages_per_worker,
+            objects=[
                 f"population of {self.settings.crowd.workers} virtual people per cohort "
                 f"({self.settings.crowd.spammers:.0%} spammers, {self.settings.crowd.fast_clickers:.0%} "
                 "fast clickers)",

@@ -12,14 +12,25 @@ into its private name/comment, so a killed launch never creates a second one):
 4. an exam pool: ``crowd.exam`` control tasks on one page, requiring the training, with a
    rule that sets the skill to the exam's correct-answer rate;
 5. the main pool, open only to workers with skill ≥ ``exam_pass``: overlap, a mixer of
-   ``page_size − honeypots_per_page`` real tasks + honeypots per page, and the quality
-   control rules (fast submits, golden set accuracy, majority vote → ban; a ban re-issues
-   the banned worker's tasks; optionally their pages are rejected);
-6. the tasks, uploaded in chunks with stable operation ids (uuid5 of the campaign key,
-   pool and chunk): re-sending a chunk is a no-op on Toloka's side.
+   ``page_size − honeypots_per_page`` real tasks + honeypots per page handed out in creation
+   order (the tasks are uploaded by priority), and the quality control rules (fast submits,
+   golden set accuracy, majority vote → ban; a ban re-issues the banned worker's tasks;
+   optionally their pages are rejected, which needs non-automatic acceptance);
+6. the tasks, uploaded in chunks with stable operation ids (uuid5 of the campaign key, the
+   pool's id, the role and the chunk): re-sending a chunk into the same pool is a no-op on
+   Toloka's side, and a new pool never inherits an old pool's upload.
 
-Collect reads accepted assignments (and submitted ones unless banned workers' pages are
-rejected) and appends each to ``assignments.jsonl`` once.
+Generations: the objects carry a run key, the campaign key for the first run and
+``KEY.N`` after ``launch --restart`` (:meth:`TolokaBackend.retire` closes and archives the
+old run first). A launch that finds its run archived on Toloka stops with an error instead
+of building an empty campaign beside it.
+
+What Toloka then does — which honeypots a worker sees, how many pages they can do, which
+bans fire — is modelled in :mod:`iris.crowd.platform`, and status/collect report those bans.
+
+Collect reads accepted and submitted assignments and appends each to ``assignments.jsonl``
+once. With ``reject_banned`` the pool reviews by hand: collect rejects the submitted pages of
+workers Toloka banned and accepts the others.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ import polars as pl
 
 from iris import tables
 from iris.config import Settings
-from iris.crowd import quality
+from iris.crowd import platform
 from iris.crowd.backends.base import CampaignInputs, CampaignStatus, Collected, Plan, tasks_done
 from iris.crowd.instructions import render_instructions
 from iris.crowd.spec import CampaignSpec
@@ -57,6 +68,8 @@ with warnings.catch_warnings():
 
 CHUNK = 10_000
 """Tasks per upload request (Toloka's recommended maximum in async mode)."""
+AUTO_ACCEPT_DAYS = 3
+"""Days Toloka waits for a review before accepting a page (pools with ``reject_banned``)."""
 NAMESPACE = uuid.UUID("8a3d1f5e-6c1b-4f7a-9d52-1b7e0c6a9f10")
 
 
@@ -68,9 +81,30 @@ def campaign_key(inputs: CampaignInputs) -> str:
     return "iris-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def operation_id(key: str, pool: str, chunk: int) -> uuid.UUID:
-    """The stable operation id of one upload chunk."""
-    return uuid.uuid5(NAMESPACE, f"{key}:{pool}:{chunk}")
+def run_key(base: str, generation: int) -> str:
+    """The key written into the objects of one run of the campaign (``base`` for the first)."""
+    return base if generation == 0 else f"{base}.{generation}"
+
+
+def generation_of(comment: str | None, base: str) -> int | None:
+    """The generation a project's private comment names, or None when it is not this campaign's."""
+    if comment == base:
+        return 0
+    if comment and comment.startswith(base + "."):
+        tail = comment[len(base) + 1 :]
+        return int(tail) if tail.isdigit() else None
+    return None
+
+
+def operation_id(key: str, pool_id: str, role: str, chunk: int) -> uuid.UUID:
+    """The stable operation id of one upload chunk into one pool.
+
+    Toloka answers a repeated id with OPERATION_ALREADY_EXISTS and toloka-kit then returns
+    the *earlier* operation as if it had just run (toloka-kit ``client/__init__.py``,
+    ``TolokaClient._async_create_objects_idempotent``). The pool's id is part of the name, so
+    only a re-send into the same pool is skipped.
+    """
+    return uuid.uuid5(NAMESPACE, f"{key}:{pool_id}:{role}:{chunk}")
 
 
 # ---------------------------------------------------------------- object builders (pure)
@@ -160,7 +194,11 @@ def build_exam_pool(
     pool.set_training_requirement(training_pool_id=training_id, training_passing_skill_value=50)
     assert pool.quality_control is not None
     pool.quality_control.add_action(
-        collector=collectors.GoldenSet(history_size=spec.exam),
+        # Without history_size the rule counts this pool's answers only, and the main pool's
+        # honeypot window does not start with exam answers in it (platform.EXAM_SHARES_HONEYPOT_HISTORY).
+        collector=collectors.GoldenSet(
+            history_size=spec.exam if platform.EXAM_SHARES_HONEYPOT_HISTORY else None
+        ),
         conditions=[conditions.TotalAnswersCount >= spec.exam],
         action=actions.SetSkillFromOutputField(
             skill_id=skill_id, from_field=conditions.RuleConditionKey("correct_answers_rate")
@@ -180,8 +218,11 @@ def build_main_pool(
         will_expire=now + timedelta(days=365),
         reward_per_assignment=spec.price_per_page,
         assignment_max_duration_seconds=60 * 60,
-        auto_accept_solutions=True,
-        auto_accept_period_day=1,
+        # RejectAllAssignments "is available for pools with non-automatic acceptance"
+        # (toloka-kit client/actions.py): rejecting banned workers' pages needs manual review,
+        # which collect does; unreviewed pages are accepted after auto_accept_period_day.
+        auto_accept_solutions=not rules.reject_banned,
+        auto_accept_period_day=AUTO_ACCEPT_DAYS,
         defaults=tk.Pool.Defaults(
             default_overlap_for_new_tasks=spec.overlap, default_overlap_for_new_task_suites=spec.overlap
         ),
@@ -191,11 +232,18 @@ def build_main_pool(
         real_tasks_count=spec.real_per_page,
         golden_tasks_count=spec.honeypots_per_page,
         training_tasks_count=0,
+        # Toloka picks tasks at random unless told otherwise (MixerConfig in toloka-kit
+        # client/pool/mixer_config.py); the tasks are uploaded by priority, so creation order
+        # serves the most valuable ones first, as the simulated and web crowds do.
+        mix_tasks_in_creation_order=True,
+        shuffle_tasks_in_task_suite=True,
     )
     qc = pool.quality_control
     assert qc is not None
     triggers: list[tuple[Any, list[Any], int, str]] = [
         (
+            # One threshold for every task suite: Toloka does not pro-rate it for a short last
+            # page, and platform.fast_pages reports the bans the same way.
             collectors.AssignmentSubmitTime(
                 history_size=1, fast_submit_threshold_seconds=round(rules.fast.min_seconds)
             ),
@@ -212,18 +260,24 @@ def build_main_pool(
             rules.honeypot.ban_days,
             "honeypot",
         ),
-        (
-            collectors.MajorityVote(
-                answer_threshold=rules.majority.min_others, history_size=rules.majority.window
-            ),
-            [
-                conditions.TotalAnswersCount >= rules.majority.window,
-                conditions.CorrectAnswersRate < rules.majority.min_agreement * 100,
-            ],
-            rules.majority.ban_days,
-            "majority",
-        ),
     ]
+    if platform.majority_rule_usable(spec.overlap):
+        triggers.append(
+            (
+                # answer_threshold is the number of matching answers that makes a majority
+                # (en/guide/concepts/mvote.md: 3 at overlap 5), not the count of the others.
+                collectors.MajorityVote(
+                    answer_threshold=platform.majority_answer_threshold(spec.overlap),
+                    history_size=rules.majority.window,
+                ),
+                [
+                    conditions.TotalAnswersCount >= rules.majority.window,
+                    conditions.CorrectAnswersRate < rules.majority.min_agreement * 100,
+                ],
+                rules.majority.ban_days,
+                "majority",
+            )
+        )
     for collector, when, days, name in triggers:
         qc.add_action(collector=collector, conditions=when, action=_ban(days, name))
     if rules.reject_banned:
@@ -305,8 +359,9 @@ def _check_urls(inputs: CampaignInputs) -> None:
 def build_objects(
     inputs: CampaignInputs,
     *,
-    ids: dict[str, str] | None = None,
+    ids: dict[str, Any] | None = None,
     now: datetime | None = None,
+    key: str | None = None,
 ) -> TolokaObjects:
     """Build every object of the campaign.
 
@@ -314,13 +369,14 @@ def build_objects(
         ids: project_id, skill_id, training_id, exam_pool_id, main_pool_id; missing ones are
             the placeholders ``<project_id>`` etc.
         now: the clock (pool expiry is a year later).
+        key: the run key written into the objects (default: the campaign key, first run).
     """
     spec = inputs.spec
-    key = campaign_key(inputs)
+    key = key or campaign_key(inputs)
     ids = ids or {}
 
     def the(name: str) -> str:
-        return ids.get(name) or f"<{name}>"
+        return str(ids.get(name) or f"<{name}>")
 
     now = now or datetime.now(UTC)
     training = inputs.role("training")
@@ -349,7 +405,10 @@ def build_objects(
         honeypot_tasks=build_tasks(
             inputs.role("honeypot"), pool_id=the("main_pool_id"), spec=spec, role="honeypot"
         ),
-        real_tasks=build_tasks(inputs.tasks, pool_id=the("main_pool_id"), spec=spec, role="real"),
+        # Creation order is the serving order (mix_tasks_in_creation_order): upload by priority.
+        real_tasks=build_tasks(
+            inputs.tasks.sort("priority", "id"), pool_id=the("main_pool_id"), spec=spec, role="real"
+        ),
     )
 
 
@@ -363,6 +422,8 @@ class TolokaBackend:
         self.settings = settings
         self.state_dir = state_dir
         self._client = client
+        self._retired = False
+        """Set by :meth:`retire`: the next launch starts a new generation."""
 
     # -- plumbing
 
@@ -397,10 +458,20 @@ class TolokaBackend:
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
         tmp.replace(self.state_path)
 
+    def _rules(self, inputs: CampaignInputs) -> platform.TolokaRules:
+        return platform.TolokaRules.of(inputs.spec.rules, overlap=inputs.spec.overlap)
+
     # -- interface
 
-    def plan(self, inputs: CampaignInputs) -> Plan:
+    def _validate(self, inputs: CampaignInputs) -> None:
+        """Everything Toloka would refuse, found before anything is created."""
         _check_urls(inputs)
+        problems = platform.price_problems(inputs.spec)
+        if problems:
+            raise CrowdError("toloka backend: " + "; ".join(problems))
+
+    def plan(self, inputs: CampaignInputs) -> Plan:
+        self._validate(inputs)
         objects = build_objects(inputs)
         spec = inputs.spec
         n = inputs.tasks.height
@@ -408,32 +479,60 @@ class TolokaBackend:
         n_rules = sum(len(c.rules or []) for c in (qc.configs or [])) if qc else 0
         groups = (objects.training_tasks, objects.exam_tasks, objects.honeypot_tasks, objects.real_tasks)
         uploads = sum(-(-len(g) // CHUNK) for g in groups)
-        return Plan(
-            backend=self.name,
-            tasks=n,
-            training=len(objects.training_tasks),
-            exam=len(objects.exam_tasks),
-            honeypots=len(objects.honeypot_tasks),
-            pages=spec.pages_for(n),
-            answers=n * spec.overlap,
-            cost=spec.cost_for(n),
-            objects=[
+        cap = platform.max_pages_per_worker(len(objects.honeypot_tasks), spec.honeypots_per_page)
+        pages = spec.pages_for(n)
+        workers = (
+            "" if not cap else f"; at least {-(-pages // cap)} workers (each can do at most {cap} pages)"
+        )
+        warnings = platform.price_warnings(spec)
+        if not platform.majority_rule_usable(spec.overlap):
+            warnings.append(
+                f"overlap {spec.overlap}: a majority would need every answer to match, so the "
+                "majority-vote rule is left out"
+            )
+        return Plan.of(
+            self.name,
+            inputs,
+            [
                 f"project {objects.project.public_name!r}",
                 f"skill {spec.skill_name!r}",
                 f"training pool with {len(objects.training_tasks)} tasks with hints",
-                f"exam pool with {len(objects.exam_tasks)} control tasks setting the skill",
+                f"exam pool with {len(objects.exam_tasks)} control tasks setting the skill, "
+                f"{spec.exam_price} per exam",
                 f"main pool: skill >= {round(spec.exam_pass * 100)}, overlap {spec.overlap}, "
-                f"{spec.real_per_page} real + {spec.honeypots_per_page} honeypot per page, "
+                f"{spec.real_per_page} real + {spec.honeypots_per_page} honeypot per page in priority order, "
                 f"{n_rules} quality-control rules, "
-                f"{spec.price_per_page} per page",
+                f"{spec.price_per_page} per page"
+                + (
+                    ", pages reviewed by iris (banned workers' pages rejected)"
+                    if spec.rules.reject_banned
+                    else ""
+                ),
                 f"{n} real tasks + {len(objects.honeypot_tasks)} honeypots + training and exam tasks in "
-                f"{uploads} uploads with stable operation ids",
+                f"{uploads} uploads with stable operation ids{workers}",
                 "cost excludes Toloka's fee and the exam (paid per worker who takes it)",
             ],
+            pages_per_worker=self.settings.crowd.pages_per_worker,
+            warnings=warnings,
         )
 
+    def _runs(self, base: str) -> list[tuple[int, str, str]]:
+        """(generation, project id, status) of every run of this campaign on Toloka, oldest first.
+
+        Both statuses are searched: an archived run must be seen, or a re-launch would build a
+        second campaign beside it (toloka-kit ``client/project/__init__.py``,
+        ``Project.ProjectStatus``: ACTIVE, ARCHIVED).
+        """
+        runs = []
+        for status in (tk.Project.ProjectStatus.ACTIVE, tk.Project.ProjectStatus.ARCHIVED):
+            for p in self.client.get_projects(status=status):
+                g = generation_of(p.private_comment, base)
+                if g is not None:
+                    runs.append((g, str(p.id), str(getattr(p.status, "value", p.status))))
+        return sorted(runs)
+
     def _find(self, kind: str, key: str, project_id: str | None) -> str | None:
-        """Look for an object this campaign created before its id could be saved."""
+        """Look for an object this run created before its id could be saved."""
         client = self.client
         found: Iterator[Any]
         if kind == "project_id":
@@ -458,17 +557,44 @@ class TolokaBackend:
         obj = next(found, None)
         return None if obj is None else str(obj.id)
 
+    def _archived_error(self, base: str, project_id: str) -> CrowdError:
+        return CrowdError(
+            f"toloka backend: campaign {base} (project {project_id}) is archived on Toloka, so it "
+            "cannot be resumed; `iris crowd launch --restart` launches it again as a new campaign"
+        )
+
+    def _start_state(self, base: str) -> dict[str, Any]:
+        """The state of a launch with no state file: resume the latest run, or start one."""
+        runs = self._runs(base)
+        latest = runs[-1] if runs else None
+        generation = 0
+        if latest is not None:
+            g, project_id, status = latest
+            if status == "ARCHIVED":
+                if not self._retired:
+                    raise self._archived_error(base, project_id)
+                generation = g + 1
+            else:
+                generation = g  # a launch killed before it saved its state: resume that run
+        return {"base": base, "generation": generation, "key": run_key(base, generation)}
+
     def launch(self, inputs: CampaignInputs) -> CampaignStatus:
-        _check_urls(inputs)
+        self._validate(inputs)
         client = self.client
-        key = campaign_key(inputs)
+        base = campaign_key(inputs)
         state = self._load_state()
-        if state and state.get("key") != key:
+        if state and state.get("base", state.get("key")) != base:
             raise CrowdError(
-                f"{self.state_path}: holds campaign {state.get('key')}, not {key}; "
-                "stop it and pass --restart to launch a new one"
+                f"{self.state_path}: holds campaign {state.get('base', state.get('key'))}, not {base}; "
+                "pass --restart to end it and launch a new one"
             )
-        state.setdefault("key", key)
+        if not state:
+            state = self._start_state(base)
+        elif state.get("project_id"):
+            project = client.get_project(state["project_id"])
+            if str(getattr(project.status, "value", project.status)) == "ARCHIVED":
+                raise self._archived_error(base, state["project_id"])
+        key = str(state["key"])
         state.setdefault("uploaded", {})
         state.setdefault("opened", [])
         now = datetime.fromisoformat(state.setdefault("created_at", datetime.now(UTC).isoformat()))
@@ -480,28 +606,31 @@ class TolokaBackend:
                 self._save_state(state)
             return str(state[kind])
 
-        objects = build_objects(inputs, now=now)
+        def objects_now() -> TolokaObjects:
+            return build_objects(inputs, ids=state, now=now, key=key)
+
+        objects = objects_now()
         ensure("project_id", lambda: client.create_project(objects.project))
         ensure("skill_id", lambda: client.create_skill(objects.skill))
-        objects = build_objects(inputs, ids=state, now=now)
+        objects = objects_now()
         ensure("training_id", lambda: client.create_training(objects.training))
-        objects = build_objects(inputs, ids=state, now=now)
+        objects = objects_now()
         ensure("exam_pool_id", lambda: client.create_pool(objects.exam_pool))
         ensure("main_pool_id", lambda: client.create_pool(objects.main_pool))
-        objects = build_objects(inputs, ids=state, now=now)
+        objects = objects_now()
 
         uploads = [
-            ("training", objects.training_tasks),
-            ("exam", objects.exam_tasks),
-            ("honeypot", objects.honeypot_tasks),
-            ("real", objects.real_tasks),
+            ("training", "training_id", objects.training_tasks),
+            ("exam", "exam_pool_id", objects.exam_tasks),
+            ("honeypot", "main_pool_id", objects.honeypot_tasks),
+            ("real", "main_pool_id", objects.real_tasks),
         ]
-        for pool, tasks in uploads:
+        for role, pool_kind, tasks in uploads:
             for chunk, start in enumerate(range(0, len(tasks), CHUNK)):
-                name = f"{pool}:{chunk}"
+                name = f"{role}:{chunk}"
                 if name in state["uploaded"]:
                     continue
-                op_id = operation_id(key, pool, chunk)
+                op_id = operation_id(key, state[pool_kind], role, chunk)
                 params = tk.task.CreateTasksParameters(
                     operation_id=op_id, async_mode=True, allow_defaults=True, open_pool=False
                 )
@@ -515,6 +644,16 @@ class TolokaBackend:
         for kind in ("training_id", "exam_pool_id", "main_pool_id"):
             if kind in state["opened"]:
                 continue
+            pool = client.get_training(state[kind]) if kind == "training_id" else client.get_pool(state[kind])
+            if str(getattr(pool.status, "value", pool.status)) == "ARCHIVED":
+                # Toloka archives a pool left alone for a month; an archived pool cannot be
+                # opened again (toloka-kit TolokaClient.archive_pool).
+                raise self._archived_error(
+                    base, f"{state['project_id']}, {kind.removesuffix('_id')} {state[kind]}"
+                )
+            # Never open a pool without its tasks (a skipped upload would otherwise go unseen).
+            if not client.find_tasks(pool_id=state[kind], limit=1).items:
+                raise CrowdError(f"toloka backend: {kind.removesuffix('_id')} {state[kind]} holds no tasks")
             if kind == "training_id":
                 client.open_training(state[kind])
             else:
@@ -522,6 +661,43 @@ class TolokaBackend:
             state["opened"].append(kind)
             self._save_state(state)
         return self.status(inputs)
+
+    def retire(self, inputs: CampaignInputs) -> None:
+        """End the campaign's current run on Toloka so the next launch starts a new one.
+
+        What ``launch --restart`` calls before forgetting the local state: the run's pools
+        and training are closed and archived, then its project ("All pools in the project must
+        be archived before archiving the project", toloka-kit ``TolokaClient.archive_project``;
+        "Only closed pools can be archived", ``TolokaClient.archive_pool``), and the local
+        state of the run is forgotten. Answers already given stay readable on Toloka.
+        """
+        client = self.client
+        base = campaign_key(inputs)
+        # The state file names the run launched here, whatever the settings are now.
+        project_id = self._load_state().get("project_id")
+        if project_id is None:
+            runs = self._runs(base)
+            project_id = runs[-1][1] if runs and runs[-1][2] == "ACTIVE" else None
+        if (
+            project_id is not None
+            and str(getattr(client.get_project(project_id).status, "value", "")) != "ARCHIVED"
+        ):
+            for pool in client.get_pools(project_id=project_id):
+                status = str(getattr(pool.status, "value", pool.status))
+                if status == "OPEN":
+                    client.close_pool(str(pool.id))
+                if status != "ARCHIVED":
+                    client.archive_pool(str(pool.id))
+            for training in client.get_trainings(project_id=project_id):
+                status = str(getattr(training.status, "value", training.status))
+                if status == "OPEN":
+                    client.close_training(str(training.id))
+                if status != "ARCHIVED":
+                    client.archive_training(str(training.id))
+            client.archive_project(project_id)
+        for path in (self.state_path, self.log_path):
+            path.unlink(missing_ok=True)
+        self._retired = True
 
     def _log(self) -> dict[str, dict[str, Any]]:
         records: dict[str, dict[str, Any]] = {}
@@ -534,36 +710,68 @@ class TolokaBackend:
                 records[rec["id"]] = rec
         return records
 
-    def _fetch(self, state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Append assignments not seen before to the log; returns the whole log."""
+    @staticmethod
+    def _record(a: tk.Assignment) -> dict[str, Any]:
+        assert a.tasks is not None and a.solutions is not None
+        return {
+            "id": a.id,
+            "worker": a.user_id,
+            "status": str(getattr(a.status, "value", a.status)),
+            "created": a.created.isoformat() if a.created else None,
+            "submitted": (a.submitted or a.created or datetime.now(UTC)).isoformat(),
+            "tasks": [(t.input_values or {})["iris_id"] for t in a.tasks],
+            "honeypot": [bool(t.known_solutions) for t in a.tasks],
+            "labels": [int(bool(s.output_values["result"])) for s in a.solutions],
+            "reward": float(a.reward) if a.reward is not None else None,
+        }
+
+    def _fetch(self, state: dict[str, Any], inputs: CampaignInputs) -> dict[str, dict[str, Any]]:
+        """Append assignments not seen before to the log; returns the whole log.
+
+        Submitted pages count as well as accepted ones: on an auto-accept pool Toloka accepts
+        and pays them whatever the rules say later ("The assignments submitted by banned
+        Tolokers will be taken into account if you don't reject them using manual review",
+        en/guide/concepts/goldenset.md). With ``reject_banned`` iris is the reviewer: a
+        submitted page of a worker Toloka banned is rejected, every other one accepted.
+        Expired and skipped pages hold no answers and are not read.
+        """
         records = self._log()
-        statuses: list[str | tk.Assignment.Status] = ["ACCEPTED"]
-        if not self.settings.crowd.reject_banned:
-            statuses.append("SUBMITTED")
+        new: list[dict[str, Any]] = []
+        for a in self.client.get_assignments(pool_id=state["main_pool_id"], status=["ACCEPTED", "SUBMITTED"]):
+            if a.id is None or a.id in records or not a.solutions or not a.tasks:
+                continue
+            new.append(self._record(a))
+        if inputs.spec.rules.reject_banned and new:
+            everything = {**records, **{r["id"]: r for r in new}}
+            banned = dict(
+                zip(*self._bans(self._answers(everything), inputs).select("worker", "rule"), strict=True)
+            )
+            reviewed = []
+            for rec in new:
+                if rec["status"] != "SUBMITTED":
+                    reviewed.append(rec)
+                elif rec["worker"] in banned:
+                    self.client.reject_assignment(rec["id"], f"Quality control: {banned[rec['worker']]}")
+                    reviewed.append({**rec, "status": "REJECTED"})
+                else:
+                    self.client.accept_assignment(rec["id"], "Thank you")
+                    reviewed.append({**rec, "status": "ACCEPTED"})
+            new = reviewed
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a", encoding="utf-8") as fh:
-            for a in self.client.get_assignments(pool_id=state["main_pool_id"], status=statuses):
-                if a.id is None or a.id in records or not a.solutions or not a.tasks:
-                    continue
-                rec = {
-                    "id": a.id,
-                    "worker": a.user_id,
-                    "created": a.created.isoformat() if a.created else None,
-                    "submitted": (a.submitted or a.created or datetime.now(UTC)).isoformat(),
-                    "tasks": [(t.input_values or {})["iris_id"] for t in a.tasks],
-                    "honeypot": [bool(t.known_solutions) for t in a.tasks],
-                    "labels": [int(bool(s.output_values["result"])) for s in a.solutions],
-                    "reward": float(a.reward) if a.reward is not None else None,
-                }
+            for rec in new:
                 fh.write(json.dumps(rec) + "\n")
                 fh.flush()
-                records[a.id] = rec
+                records[rec["id"]] = rec
         return records
 
     @staticmethod
-    def _answers(records: dict[str, dict[str, Any]]) -> pl.DataFrame:
+    def _answers(records: dict[str, dict[str, Any]], *, rejected: bool = False) -> pl.DataFrame:
+        """The ANSWERS table of the logged pages (those iris rejected only when ``rejected``)."""
         rows: dict[str, list[Any]] = {k: [] for k in tables.ANSWERS}
         for rec in records.values():
+            if rec.get("status") == "REJECTED" and not rejected:
+                continue
             submitted = datetime.fromisoformat(rec["submitted"])
             if submitted.tzinfo is None:
                 submitted = submitted.replace(tzinfo=UTC)
@@ -580,14 +788,19 @@ class TolokaBackend:
                 rows["is_honeypot"].append(hp)
         return pl.DataFrame(rows, schema=tables.ANSWERS).sort("submitted_at", "page")
 
+    def _bans(self, answers: pl.DataFrame, inputs: CampaignInputs) -> pl.DataFrame:
+        """The bans Toloka makes on these answers (its rules, as iris.crowd.platform models them)."""
+        return platform.evaluate(answers, inputs.gold, self._rules(inputs))
+
     def status(self, inputs: CampaignInputs) -> CampaignStatus:
         state = self._load_state()
         if not state.get("main_pool_id"):
             return CampaignStatus(backend=self.name, state="not-launched", tasks_total=inputs.tasks.height)
         pool = self.client.get_pool(state["main_pool_id"])
-        answers = self._answers(self._log())
+        records = self._log()
+        answers = self._answers(records)
         done = tasks_done(answers, overlap=inputs.spec.overlap)
-        bans = quality.evaluate(answers, inputs.gold, inputs.spec.rules, now=datetime.now(UTC))
+        bans = self._bans(self._answers(records, rejected=True), inputs)
         pool_status = str(getattr(pool.status, "value", pool.status))
         reason = str(getattr(pool.last_close_reason, "value", pool.last_close_reason))
         run_state = "running" if pool_status == "OPEN" else "complete" if reason == "COMPLETED" else "stopped"
@@ -605,6 +818,7 @@ class TolokaBackend:
                 "pool": state["main_pool_id"],
                 "pool_status": pool_status,
                 "project": state["project_id"],
+                "run": state.get("key"),
             },
         )
 
@@ -612,10 +826,11 @@ class TolokaBackend:
         state = self._load_state()
         if not state.get("main_pool_id"):
             raise CrowdError("toloka backend: nothing launched yet; run `iris crowd launch` first")
-        answers = self._answers(self._fetch(state))
-        # Toloka enforces the rules itself; iris re-applies them to report who was banned and why.
-        bans = quality.evaluate(answers, inputs.gold, inputs.spec.rules, now=datetime.now(UTC))
-        return Collected(answers=answers, bans=bans)
+        records = self._fetch(state, inputs)
+        # Toloka enforces the rules itself; iris models them to report who was banned, when and
+        # why, on every page Toloka counted (rejected ones too).
+        bans = self._bans(self._answers(records, rejected=True), inputs)
+        return Collected(answers=self._answers(records), bans=bans)
 
     def stop(self, inputs: CampaignInputs) -> CampaignStatus:
         state = self._load_state()
