@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iris import tables
+from iris.config import Settings
 from iris.crowd import quality
-from iris.crowd.spec import FastRule, HoneypotRule, MajorityRule, QualityRules
+from iris.crowd.backends import simulated
+from iris.crowd.backends.base import CampaignInputs
+from iris.crowd.spec import (
+    CampaignSpec,
+    FastRule,
+    HoneypotRule,
+    MajorityRule,
+    QualityRules,
+    split_ground_truth,
+)
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 GOLD_IDS = [900, 901, 902, 903]
@@ -188,3 +200,55 @@ def test_a_ban_can_tip_an_earlier_tie_against_someone() -> None:
         banned |= set(got["worker"].to_list())
         found.append(got["worker"].to_list())
     assert found == [[], [], [], [], ["x"], ["y"]]
+
+
+def test_the_simulated_campaign_is_the_same_with_a_full_recheck_per_page(tmp_path: Path) -> None:
+    """The whole simulation, once with QualityState and once re-checking every answer after
+    every page (the old way): the same answers, bans, pages and cost."""
+
+    class FullRecheck(simulated.Simulation):
+        def check_quality(self, now: datetime) -> None:
+            answers = pl.DataFrame(self._answers, schema=tables.ANSWERS)
+            already = {w for w, s in self.states.items() if s.banned}
+            new = quality.evaluate(answers, self.gold, self.spec.rules, now=now, already_banned=already)
+            for ban in new.iter_rows(named=True):
+                self.ban(ban)
+            if new.height:
+                self._bans.append(new)
+
+    rng = np.random.default_rng(4)
+    n_gt, n_tasks = 120, 300
+    ids = np.arange(1, n_gt + n_tasks + 1)
+    labels = rng.integers(0, 2, len(ids))
+    images = pl.DataFrame(
+        {
+            "id": ids,
+            "source": [f"https://img.example/{i}.png" for i in ids],
+            "path": [f"images/{i}.png" for i in ids],
+            "split": ["gt"] * n_gt + ["pool"] * n_tasks,
+            "label": [int(v) for v in labels[:n_gt]] + [None] * n_tasks,
+        },
+        schema={"id": pl.Int64, "source": pl.String, "path": pl.String, "split": pl.String, "label": pl.Int8},
+    )
+    spec = CampaignSpec.from_settings(Settings())
+    tasks = images.filter(pl.col("split") == "pool").select("id", "source", "path").with_row_index("priority")
+    inputs = CampaignInputs(
+        spec=spec, tasks=tasks, ground_truth=split_ground_truth(images, spec), root=tmp_path
+    )
+    truth = {int(i): int(v) for i, v in zip(ids, labels, strict=True)}
+    population: dict[str, float | int] = {
+        "workers": 30,
+        "spammers": 0.3,
+        "fast_clickers": 0.1,
+        "pages_per_worker": 6,
+        "seed": 4,
+    }
+    difficulty = simulated.load_difficulty(inputs, ids.tolist(), seed=4)
+    incremental = simulated.Simulation(
+        inputs, truth=truth, difficulty=difficulty, population=population
+    ).run()
+    batch = FullRecheck(inputs, truth=truth, difficulty=difficulty, population=population).run()
+    assert incremental.bans.height > 0
+    assert incremental.answers.equals(batch.answers)
+    assert incremental.bans.equals(batch.bans)
+    assert (incremental.pages, incremental.cost) == (batch.pages, batch.cost)

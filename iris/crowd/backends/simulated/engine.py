@@ -194,7 +194,8 @@ class Simulation:
         self.exam_ids: list[int] = inputs.role("exam")["id"].to_list()
         self.training_ids: list[int] = inputs.role("training")["id"].to_list()
         self.honeypots: list[int] = inputs.role("honeypot")["id"].to_list()
-        self.quality = quality.QualityState(inputs.gold, self.spec.rules)
+        self.gold = inputs.gold
+        self.quality = quality.QualityState(self.gold, self.spec.rules)
         self.states: dict[str, WorkerState] = {}
         self.open_pages: dict[str, OpenPage] = {}
         self.cohort = -1
