@@ -12,7 +12,6 @@ otherwise a seeded ``Beta(2, 5)`` draw.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -135,8 +134,3 @@ def load_difficulty(inputs: CampaignInputs, ids: list[int], *, seed: int) -> dic
             if i in difficulty and share is not None:
                 difficulty[i] = AMBIGUITY_TO_DIFFICULTY * float(min(max(1.0 - share, 0.0), 1.0))
     return difficulty
-
-
-def chance(difficulty: Mapping[int, float], accuracy: float, image: int) -> float:
-    """:func:`p_right` for ``image`` (an image without a difficulty counts as the default)."""
-    return p_right(accuracy, difficulty.get(image, DEFAULT_DIFFICULTY))
