@@ -1,15 +1,20 @@
 """Quality control rules as pure functions over the answers table.
 
 Each rule reads the ANSWERS table (task, worker, label, page, submitted_at, duration,
-is_honeypot) and returns the workers it fires on, with the evidence. These are iris's own
-rules (the self-hosted web labeler applies them). Toloka counts differently (no pro-rating,
-rolling windows, its majority threshold): the Toloka backend and the simulated crowd use
-:mod:`iris.crowd.platform`, which models Toloka's rules.
+is_honeypot) and returns the workers it fires on, with the evidence; :func:`evaluate` applies
+them all. These are iris's own rules (the self-hosted web labeler applies them).
+:class:`QualityState` keeps the same rules up to date page by page, at a cost that does not
+grow with the answers before. Toloka counts differently (no pro-rating, rolling windows, its
+majority threshold): the Toloka backend and the simulated crowd use :mod:`iris.crowd.platform`,
+which models Toloka's rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from bisect import insort
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -131,6 +136,50 @@ def low_majority_agreement(
     return agr.filter((pl.col("evaluated") >= rule.window) & (pl.col("agreement") < rule.min_agreement))
 
 
+def _fast_detail(page: str, duration: float, threshold: float) -> str:
+    return f"page {page} in {duration:.1f}s < {threshold:.3g}s"
+
+
+def _honeypot_detail(correct: int, honeypots: int, rule: HoneypotRule) -> str:
+    return f"{correct}/{honeypots} honeypots right < {rule.min_accuracy:g}"
+
+
+def _majority_detail(agreed: int, evaluated: int, rule: MajorityRule) -> str:
+    return f"agreed with the majority on {agreed}/{evaluated} < {rule.min_agreement:g}"
+
+
+class _Bans:
+    """Ban rows of one evaluation: one per newly caught worker, the first rule that fires wins."""
+
+    def __init__(self, rules: QualityRules, now: datetime, already: Collection[str]) -> None:
+        self.rules = rules
+        self.now = now
+        self.caught: set[str] = set(already)
+        self.rows: list[dict[str, object]] = []
+
+    def add(self, worker: str, rule: str, detail: str) -> None:
+        if worker in self.caught:
+            return
+        days = {
+            "fast": self.rules.fast.ban_days,
+            "honeypot": self.rules.honeypot.ban_days,
+            "majority": self.rules.majority.ban_days,
+        }[rule]
+        self.caught.add(worker)
+        self.rows.append(
+            {
+                "worker": worker,
+                "rule": rule,
+                "detail": detail,
+                "at": self.now,
+                "until": self.now + timedelta(days=days),
+            }
+        )
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.rows, schema=BANS) if self.rows else pl.DataFrame(schema=BANS)
+
+
 def evaluate(
     answers: pl.DataFrame,
     gold: pl.DataFrame,
@@ -141,41 +190,180 @@ def evaluate(
 ) -> pl.DataFrame:
     """Apply every rule; one ban per newly caught worker (the first rule that fires wins).
 
+    This re-reads every answer: right for a report on collected answers, quadratic when
+    called after every page. :class:`QualityState` gives the same bans page by page.
+
     Returns:
         BANS table: worker, rule, detail, at (= ``now``), until.
     """
-    rows: list[dict[str, object]] = []
-    caught: set[str] = set(already_banned)
-
-    def add(worker: str, rule: str, detail: str, days: int) -> None:
-        if worker in caught:
-            return
-        caught.add(worker)
-        rows.append(
-            {"worker": worker, "rule": rule, "detail": detail, "at": now, "until": now + timedelta(days=days)}
-        )
-
+    bans = _Bans(rules, now, already_banned)
     for row in fast_pages(answers, rules.fast).iter_rows(named=True):
-        add(
-            row["worker"],
-            "fast",
-            f"page {row['page']} in {row['duration']:.1f}s < {row['threshold']:.3g}s",
-            rules.fast.ban_days,
-        )
+        bans.add(row["worker"], "fast", _fast_detail(row["page"], row["duration"], row["threshold"]))
     for row in low_honeypot_accuracy(answers, gold, rules.honeypot).iter_rows(named=True):
-        add(
-            row["worker"],
-            "honeypot",
-            f"{row['correct']}/{row['honeypots']} honeypots right < {rules.honeypot.min_accuracy:g}",
-            rules.honeypot.ban_days,
+        bans.add(
+            row["worker"], "honeypot", _honeypot_detail(row["correct"], row["honeypots"], rules.honeypot)
         )
     majority = low_majority_agreement(answers, rules.majority, ignore=already_banned)
     for row in majority.iter_rows(named=True):
-        add(
-            row["worker"],
-            "majority",
-            f"agreed with the majority on {row['agreed']}/{row['evaluated']} "
-            f"< {rules.majority.min_agreement:g}",
-            rules.majority.ban_days,
-        )
-    return pl.DataFrame(rows, schema=BANS) if rows else pl.DataFrame(schema=BANS)
+        bans.add(row["worker"], "majority", _majority_detail(row["agreed"], row["evaluated"], rules.majority))
+    return bans.frame()
+
+
+# ---------------------------------------------------------------- incremental
+
+
+@dataclass
+class _PageSeen:
+    worker: str
+    page: str
+    submitted_at: datetime
+    duration: float
+    tasks: int
+
+
+@dataclass
+class _Tally:
+    """Counted (not banned) real answers of one task: how many, how many positive, by whom."""
+
+    n: int = 0
+    pos: int = 0
+    workers: list[str] = field(default_factory=list)
+
+
+class QualityState:
+    """The rules of :func:`evaluate`, kept up to date page by page.
+
+    Feed every page once (:meth:`add_page`, or :meth:`add_answers` for a table of whole
+    pages), then call :meth:`evaluate`: it returns the same bans as
+    ``evaluate(all answers so far, gold, rules, now=now, already_banned=every ban it returned
+    before)``, at a cost that depends on the new pages, not on the answers before them.
+
+    What it keeps: per worker, their honeypot answers (the window is the last
+    ``honeypot.window``) and their real answers (the window is the last ``majority.window``
+    where the others reached a majority); per task, the tally of counted answers. Only the
+    workers whose inputs changed are re-checked: the new page's worker for the fast and
+    honeypot rules; for the majority rule also everyone who answered one of its tasks, and
+    everyone who shared a task with a worker banned at the previous evaluation (a banned
+    worker's answers stop counting towards anyone's majority from then on, as in
+    :func:`evaluate` with ``already_banned``).
+
+    A page's answers arrive together (one worker, one ``submitted_at``, one ``duration``).
+    """
+
+    def __init__(self, gold: pl.DataFrame, rules: QualityRules) -> None:
+        self.rules = rules
+        self.banned: set[str] = set()
+        """Every worker :meth:`evaluate` has banned."""
+        self._gold: dict[int, int] = {
+            int(t): int(label)
+            for t, label in zip(gold["task"].to_list(), gold["label"].to_list(), strict=True)
+        }
+        self._honeypots: dict[str, list[tuple[datetime, int, bool]]] = defaultdict(list)
+        """worker → (submitted_at, task, right) of their gold honeypot answers, in order."""
+        self._real: dict[str, list[tuple[datetime, int, int]]] = defaultdict(list)
+        """worker → (submitted_at, task, label) of their real answers, in order."""
+        self._tally: dict[int, _Tally] = defaultdict(_Tally)
+        self._new_pages: list[_PageSeen] = []
+        self._hp_changed: set[str] = set()
+        self._majority_changed: set[str] = set()
+
+    def add_page(
+        self,
+        *,
+        worker: str,
+        page: str,
+        tasks: Sequence[int],
+        labels: Sequence[int],
+        is_honeypot: Sequence[bool],
+        submitted_at: datetime,
+        duration: float,
+    ) -> None:
+        """Take one page of answers into the state (checked at the next :meth:`evaluate`)."""
+        if worker in self.banned:
+            return  # no rule bans twice, and a banned worker's answers count for nobody's majority
+        self._new_pages.append(_PageSeen(worker, page, submitted_at, float(duration), len(tasks)))
+        for task, label, hp in zip(tasks, labels, is_honeypot, strict=True):
+            task, label = int(task), int(label)
+            if hp:
+                if task in self._gold:
+                    insort(self._honeypots[worker], (submitted_at, task, label == self._gold[task]))
+                    self._hp_changed.add(worker)
+                continue
+            insort(self._real[worker], (submitted_at, task, label))
+            tally = self._tally[task]
+            tally.n += 1
+            tally.pos += label
+            tally.workers.append(worker)
+            self._majority_changed.update(tally.workers)
+
+    def add_answers(self, answers: pl.DataFrame) -> None:
+        """Take whole pages from an ANSWERS table (in the order their pages first appear)."""
+        for (worker, page), rows in answers.group_by("worker", "page", maintain_order=True):
+            self.add_page(
+                worker=str(worker),
+                page=str(page),
+                tasks=rows["task"].to_list(),
+                labels=rows["label"].to_list(),
+                is_honeypot=rows["is_honeypot"].to_list(),
+                submitted_at=rows["submitted_at"].max(),  # type: ignore[arg-type]
+                duration=float(rows["duration"].max()),  # type: ignore[arg-type]
+            )
+
+    def evaluate(self, *, now: datetime) -> pl.DataFrame:
+        """The workers caught since the last call, as :func:`evaluate` would ban them.
+
+        Returns:
+            BANS table: worker, rule, detail, at (= ``now``), until.
+        """
+        rules = self.rules
+        bans = _Bans(rules, now, self.banned)
+        fast = rules.fast
+        for seen in sorted(self._new_pages, key=lambda p: (p.submitted_at, p.worker, p.page)):
+            share = min(seen.tasks / fast.page_size, 1.0) if fast.page_size else 1.0
+            threshold = fast.min_seconds * share
+            if seen.duration < threshold:
+                bans.add(seen.worker, "fast", _fast_detail(seen.page, seen.duration, threshold))
+        hp_rule = rules.honeypot
+        for worker in sorted(self._hp_changed - self.banned):
+            window = self._honeypots[worker][-hp_rule.window :]
+            correct = sum(right for _, _, right in window)
+            if len(window) >= hp_rule.window and correct / len(window) < hp_rule.min_accuracy:
+                bans.add(worker, "honeypot", _honeypot_detail(correct, len(window), hp_rule))
+        m_rule = rules.majority
+        for worker in sorted(self._majority_changed - self.banned):
+            agreed, evaluated = self._agreement(worker)
+            if evaluated >= m_rule.window and agreed / evaluated < m_rule.min_agreement:
+                bans.add(worker, "majority", _majority_detail(agreed, evaluated, m_rule))
+        self._new_pages.clear()
+        self._hp_changed.clear()
+        self._majority_changed.clear()
+        for row in bans.rows:
+            self._ban(str(row["worker"]))
+        return bans.frame()
+
+    def _agreement(self, worker: str) -> tuple[int, int]:
+        """Agreed and evaluated over the worker's last ``majority.window`` decided tasks."""
+        need = max(self.rules.majority.min_others, 1)
+        window = self.rules.majority.window
+        agreed = evaluated = 0
+        for _, task, label in reversed(self._real[worker]):
+            tally = self._tally[task]
+            others, others_pos = tally.n - 1, tally.pos - label
+            if others < need or 2 * others_pos == others:
+                continue
+            evaluated += 1
+            agreed += int(label == int(2 * others_pos > others))
+            if evaluated == window:
+                break
+        return agreed, evaluated
+
+    def _ban(self, worker: str) -> None:
+        """From the next evaluation on, the worker's answers count for nobody's majority."""
+        self.banned.add(worker)
+        for _, task, label in self._real.pop(worker, []):
+            tally = self._tally[task]
+            tally.n -= 1
+            tally.pos -= label
+            tally.workers.remove(worker)
+            self._majority_changed.update(tally.workers)
+        self._honeypots.pop(worker, None)

@@ -29,7 +29,7 @@ import numpy.typing as npt
 import polars as pl
 from PIL import Image
 
-from iris.data.ids import clean_source
+from iris.data import answer_key
 from iris.errors import ColumnError, ConfigError, InputError
 from iris.progress import progress
 
@@ -228,35 +228,19 @@ def _write_xlsx(path: Path, sources: list[str]) -> None:
 
 
 def read_answer_key(path: Path) -> pl.DataFrame:
-    """Read an answer key written by :func:`build`.
+    """Read an answer key written by :func:`build` (see :mod:`iris.data.answer_key`).
 
     Returns:
         A frame with ``source`` (cleaned as ingest cleans it), ``split`` ("pool" | "test")
         and ``label`` (Int8, 1 positive, 0 negative).
 
     Raises:
-        InputError: the file is missing or a label cell is not TRUE/FALSE.
-        ColumnError: it lacks ``downloadUrl``, ``split`` or an ``is_*`` column.
+        InputError: the file is missing or a label cell is neither TRUE/1 nor FALSE/0.
+        ColumnError: it lacks ``downloadUrl``, ``split`` or its label column.
     """
-    try:
-        frame = pl.read_csv(path, infer_schema=False)
-    except (FileNotFoundError, pl.exceptions.PolarsError, OSError) as exc:
-        raise InputError(f"{path}: unreadable answer key ({exc})") from None
-    labels = [c for c in frame.columns if c.startswith("is_")]
-    missing = [c for c in ("downloadUrl", "split") if c not in frame.columns] + (
-        [] if labels else ["is_<class>"]
-    )
-    if missing:
-        raise ColumnError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}")
-    flags = frame[labels[0]].str.strip_chars().str.to_uppercase()
-    bad = frame.with_row_index("line", offset=2).filter(~flags.is_in(["TRUE", "FALSE"]))
-    if bad.height:
-        line, value = bad["line"][0], bad[labels[0]][0]
-        raise InputError(f"{path}:{line}: label {value!r} in column {labels[0]}, expected TRUE or FALSE")
-    return pl.DataFrame(
-        {
-            "source": [clean_source(s) for s in frame["downloadUrl"].to_list()],
-            "split": frame["split"],
-            "label": (flags == "TRUE").cast(pl.Int8),
-        }
-    )
+    key = answer_key.read_answer_key(path)
+    if "split" not in key.columns:
+        raise ColumnError(
+            f"{path}: missing column(s) split; the answer key of `iris data fashion-mnist` has it"
+        )
+    return key

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
+
+if TYPE_CHECKING:
+    from iris.train.fit import EpochEnd
 
 
 def plot_history(history: Sequence[Mapping[str, float | None]], path: Path) -> Path:
@@ -39,3 +43,14 @@ def plot_history(history: Sequence[Mapping[str, float | None]], path: Path) -> P
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+class TrainingPlot:
+    """Epoch hook for :func:`iris.train.loop.train_workdir`: redraws ``path`` after every epoch
+    from the whole history (a resumed run's earlier epochs included)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, end: EpochEnd) -> None:
+        plot_history(end.history, self.path)

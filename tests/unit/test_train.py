@@ -15,6 +15,7 @@ from iris.config import Settings
 from iris.errors import ConfigError, StageOrderError
 from iris.tables import FINAL_LABELS
 from iris.train.data import split_validation
+from iris.train.fit import EpochEnd
 from iris.train.loop import load_checkpoint, train_workdir
 from iris.workdir import init_workdir
 
@@ -47,8 +48,8 @@ def digits(workdir):
 
 
 def interrupt_after(epoch: int):
-    def hook(row: dict[str, object]) -> None:
-        if row["epoch"] == epoch:
+    def hook(end: EpochEnd) -> None:
+        if end.row["epoch"] == epoch:
             raise Interrupted
 
     return hook
@@ -164,3 +165,18 @@ def test_warmup_longer_than_the_run_is_capped_and_lr_follows_noam(digits) -> Non
     params = ScheduleParams(factor=1.0, model_size=256, warmup=3, total=6)
     assert result.history[0]["lr"] == pytest.approx(noam(4, params))  # rate for the next step
     assert result.history[1]["lr"] == pytest.approx(noam(7, params))
+
+
+def test_training_modules_do_not_draw() -> None:
+    """Plotting is the report's job (an epoch hook): importing the training stage pulls in
+    no matplotlib."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import iris.train.loop, iris.train.fit, iris.train.inputs, iris.train.resume\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
