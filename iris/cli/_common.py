@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from iris.config import Settings
+from iris.contract import StageContext
 from iris.workdir import Workdir, find_workdir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,6 +31,29 @@ class CliState:
 
     def settings(self, **overrides: dict[str, Any]) -> Settings:
         return self.workdir.settings(**overrides)
+
+    def context(
+        self, *, options: dict[str, Any] | None = None, quiet: bool = False, **overrides: dict[str, Any]
+    ) -> StageContext:
+        """A stage context with the command's flag overrides merged into the settings.
+
+        Use it as ``with state.context(section={...}) as ctx: report = run(ctx)``; the
+        store is opened on first use and closed on the way out.
+
+        Args:
+            options: per-run inputs that are not settings (see :class:`StageContext`).
+            quiet: drop the stage's progress lines (``--json`` prints only the JSON).
+        """
+        return StageContext(
+            self.workdir,
+            self.settings(**overrides),
+            echo=_silent if quiet else click.echo,
+            options=options,
+        )
+
+
+def _silent(_line: str) -> None:
+    """An echo sink that drops what it is given."""
 
 
 pass_state = click.make_pass_decorator(CliState, ensure=True)

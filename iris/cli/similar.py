@@ -8,9 +8,8 @@ from typing import Any
 
 import click
 
-from iris.cli._common import CliState, echo_table, json_option, pass_state
+from iris.cli._common import CliState, LazyChoice, echo_table, json_option, pass_state
 from iris.cli.store import store_options, store_settings
-from iris.store.base import SPLITS, STATUSES
 
 
 @click.command("similar")
@@ -22,10 +21,25 @@ from iris.store.base import SPLITS, STATUSES
     "-k", "k", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="Neighbours."
 )
 @click.option(
-    "--split", "splits", multiple=True, type=click.Choice(SPLITS), help="Only this split (repeatable)."
+    "--split",
+    "splits",
+    multiple=True,
+    type=LazyChoice("iris.tables", "SPLITS", metavar="SPLIT"),
+    help="Only this split (repeatable).",
 )
 @click.option(
-    "--status", "statuses", multiple=True, type=click.Choice(STATUSES), help="Only this status (repeatable)."
+    "--status",
+    "statuses",
+    multiple=True,
+    type=LazyChoice("iris.tables", "STATUSES", metavar="STATUS"),
+    help="Only this pipeline status (repeatable).",
+)
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    type=LazyChoice("iris.tables", "ORIGINS", metavar="ORIGIN"),
+    help="Only final labels of this origin: gt, crowd, auto, propagated (repeatable).",
 )
 @click.option("--label", type=click.IntRange(0, 1), default=None, help="Only images with this label.")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
@@ -42,6 +56,7 @@ def similar_command(
     k: int,
     splits: tuple[str, ...],
     statuses: tuple[str, ...],
+    origins: tuple[str, ...],
     label: int | None,
     exact: bool,
     grid: Path | None,
@@ -61,18 +76,15 @@ def similar_command(
     vector = None
     if image is not None:
         vector = _encode(state, image)
-    store = open_store(state.workdir, settings)
-    try:
+    with open_store(state.workdir, settings) as store:
         result = find_similar(
             store,
             point_id=point_id,
             vector=vector,
             k=k,
-            flt=similar_filter(splits=splits, statuses=statuses, label=label),
+            flt=similar_filter(splits=splits, statuses=statuses, origins=origins, label=label),
             exact=exact,
         )
-    finally:
-        store.close()
     rows = [
         {
             "id": hit.id,
@@ -80,6 +92,7 @@ def similar_command(
             "split": hit.payload.get("split"),
             "label": hit.payload.get("label"),
             "status": hit.payload.get("status"),
+            "origin": hit.payload.get("origin"),
             "source": hit.payload.get("source"),
         }
         for hit in result.hits

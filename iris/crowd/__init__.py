@@ -6,7 +6,8 @@
 * :mod:`iris.crowd.quality` — the quality-control rules as pure functions over answers;
 * :mod:`iris.crowd.instructions` — the workers' instructions from an HTML template;
 * :mod:`iris.crowd.backends` — the backend interface and registry: ``simulated``, ``toloka``;
-* :mod:`iris.crowd.campaign` — plan / launch / status / collect / stop with state in ``WORK/crowd``.
+* :mod:`iris.crowd.campaign` — plan / launch / status / collect / stop with state in ``WORK/crowd``;
+* :mod:`iris.crowd.stage` — the crowd stage of ``iris run`` (launch, then collect).
 """
 
 from iris.crowd.spec import CampaignSpec, split_ground_truth

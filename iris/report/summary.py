@@ -35,12 +35,21 @@ def stage_rows(state: RunState) -> list[dict[str, Any]]:
 
 
 def draw_pictures(workdir: Workdir, settings: Settings, state: RunState) -> list[Path]:
-    """Draw the pictures the stages do not draw themselves (data stats, worker skills)."""
+    """Draw the pictures of a run from what its stages wrote (stages draw none themselves):
+    data stats, the embedding map, worker skills."""
     drawn = []
     if state.done("ingest"):
         from iris.data.stats import data_stats
 
         drawn.append(data_stats(workdir, task=settings.task)[1])
+    if state.done("select") and settings.select.map_points > 0:
+        from iris.report.embedding_map import embedding_map
+        from iris.store import open_store
+
+        with open_store(workdir, settings) as store:
+            path = embedding_map(workdir, settings, store)
+        if path is not None:
+            drawn.append(path)
     if state.done("aggregate"):
         from iris.report.crowd import crowd_report
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,9 +31,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from iris.config import Settings, TrainSettings
-from iris.errors import ConfigError, ModelError, StageOrderError
+from iris.contract import StageContext, StageReport
+from iris.errors import ConfigError
 from iris.progress import bar
 from iris.report.training import plot_history
+from iris.train.checkpoint import classifier_dir, load_checkpoint, save_checkpoint
 from iris.train.data import ImageDataset, Splits, fingerprint, split_validation, training_frame
 from iris.train.heads import Classifier, HeadOnly, build_classifier, model_config
 from iris.train.schedule import ScheduleParams, get_schedule, make_scheduler
@@ -45,7 +46,7 @@ EpochHook = Callable[[dict[str, Any]], None]
 
 
 @dataclass
-class TrainResult:
+class TrainResult(StageReport):
     epochs: int
     """Epochs finished in total (this call and earlier ones)."""
     best_epoch: int
@@ -64,33 +65,6 @@ class TrainResult:
     checkpoint: str
     plot: str
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def classifier_dir(workdir: Workdir) -> Path:
-    return workdir.models / "classifier"
-
-
-def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
-    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint dict written by :func:`save_checkpoint`.
-
-    Raises:
-        StageOrderError: no such file. ModelError: an unreadable one.
-    """
-    if not path.exists():
-        raise StageOrderError(f"{path} does not exist yet; run `iris train` first")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
-    except Exception as exc:
-        raise ModelError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def pick_device(name: str) -> torch.device:
@@ -502,3 +476,8 @@ def train_workdir(
         state, splits=splits, resumed=resumed, device=device, started=started,
         epoch_seconds=epoch_seconds, folder=folder, plot=plot,
     )  # fmt: skip
+
+
+def run(ctx: StageContext) -> TrainResult:
+    """The train stage; ``ctx.options["restart"]`` ignores the last checkpoint."""
+    return train_workdir(ctx.workdir, ctx.settings, restart=bool(ctx.options.get("restart")), log=ctx.echo)

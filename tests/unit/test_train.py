@@ -14,8 +14,9 @@ from iris import tables
 from iris.config import Settings
 from iris.errors import ConfigError, StageOrderError
 from iris.tables import FINAL_LABELS
+from iris.train.checkpoint import load_checkpoint
 from iris.train.data import split_validation
-from iris.train.loop import load_checkpoint, train_workdir
+from iris.train.loop import train_workdir
 from iris.workdir import init_workdir
 
 torch.set_num_threads(2)

@@ -46,6 +46,7 @@ from iris.crowd.pages import assemble_page, pick_honeypots
 from iris.data.ids import clean_source
 from iris.errors import ColumnError, CrowdError, InputError
 from iris.progress import bar
+from iris.workdir import Workdir
 
 MAX_COHORTS = 20
 AMBIGUITY_TO_DIFFICULTY = 0.6
@@ -239,9 +240,9 @@ def load_difficulty(inputs: CampaignInputs, ids: list[int], *, seed: int) -> dic
     rng = np.random.default_rng([seed, 11])
     drawn = rng.beta(2.0, 5.0, size=len(ids))
     difficulty = {i: float(d) for i, d in zip(ids, drawn, strict=True)}
-    path = inputs.root / "tables" / "pseudolabels.parquet"
+    path = Workdir(inputs.root).table("pseudolabels")
     if path.exists():
-        pl_table = pl.read_parquet(path, columns=["id", "knn_share"])
+        pl_table = tables.read(path, tables.PSEUDOLABELS)
         for i, share in zip(pl_table["id"].to_list(), pl_table["knn_share"].to_list(), strict=True):
             if i in difficulty and share is not None:
                 difficulty[i] = AMBIGUITY_TO_DIFFICULTY * float(min(max(1.0 - share, 0.0), 1.0))
