@@ -58,7 +58,7 @@ class Stopwatch:
             self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
 
     def timings(self) -> dict[str, float]:
-        """The phases in milliseconds-rounded seconds, for a report."""
+        """Seconds per phase, rounded to milliseconds, for a report."""
         return {name: round(seconds, 3) for name, seconds in self.phases.items()}
 
 

@@ -20,6 +20,7 @@ from iris.store.base import VectorStore
 from iris.tables import PSEUDOLABELS, SHORTLIST, Status, read
 from iris.workdir import Workdir
 
+MAP_FILE = "embedding_map.png"
 LABELED = "labeled"
 STATUS_COLOURS = {
     LABELED: "#222222",
@@ -128,7 +129,7 @@ def draw_embedding_map(
         ax.set_yticks([])
         ax.legend(loc="best", fontsize=8, markerscale=2)
     fig.tight_layout()
-    path = workdir.reports / "embedding_map.png"
+    path = workdir.reports / MAP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)

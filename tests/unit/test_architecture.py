@@ -111,12 +111,25 @@ def test_the_rule_sees_lazy_relative_and_submodule_imports() -> None:
     assert {"iris.select", "iris.crowd.stage", "iris.crowd.loop", "matplotlib.pyplot"} <= found
 
 
-@pytest.mark.parametrize("module", sorted(STAGE_MODULES))
-def test_no_stage_imports_matplotlib(module: str) -> None:
+PLOTTING_STAGE_PENDING = {
+    "iris.train.loop": "h9c moves training's plot to an epoch hook (issue 9); drop this mark when it lands"
+}
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=PLOTTING_STAGE_PENDING[m]))
+        if m in PLOTTING_STAGE_PENDING
+        else m
+        for m in sorted(STAGE_MODULES)
+    ],
+)
+def test_no_stage_draws_pictures(module: str) -> None:
+    """Stages return and write data; iris.report draws it (after the stage, from what it wrote)."""
     imported = _imports(MODULES[module])
-    assert not {m for m in imported if m.split(".")[0] == "matplotlib"}, (
-        f"{module} imports matplotlib: stages return and write data, iris.report draws it"
-    )
+    drawing = {m for m in imported if m.split(".")[0] == "matplotlib" or m.startswith("iris.report")}
+    assert not drawing, f"{module} imports {sorted(drawing)}"
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
