@@ -34,18 +34,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from iris.errors import ConfigError, InputError
+from iris.vocabulary import WEIGHTINGS, Metric, Weighting
 
 if TYPE_CHECKING:
     from iris.store.base import Distance, Hit
 
-Weighting = Literal["uniform", "distance"]
-Metric = Literal["cosine", "dot", "euclid"]
 FloatArray = npt.NDArray[np.float64]
 
 NO_LABEL = -1
@@ -68,8 +67,6 @@ METRICS: dict[Metric, Callable[[FloatArray], FloatArray]] = {
     "euclid": _euclid_distance,
 }
 """Metric → distance computed from the cosine similarity of unit vectors."""
-WEIGHTINGS: tuple[Weighting, ...] = get_args(Weighting)
-assert set(METRICS) == set(get_args(Metric))
 
 
 def similarity_from_score(scores: FloatArray, distance: Distance) -> FloatArray:

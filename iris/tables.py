@@ -6,73 +6,28 @@ A stage checks its inputs with :func:`check` at its door and writes its outputs 
 Labels are integers everywhere: 1 is the positive class, 0 the negative one; the class
 names live in ``[task]`` settings.
 
-The vocabulary of the columns and payload keys is here too: :class:`Split` (which list
-an image came from), :class:`Status` (where an image stands in the pipeline, payload and
-``pseudolabels`` key ``status``) and :class:`Origin` (who gave a final label, table
-column and payload key ``origin``). They are ``str`` enums, so tables and payloads store
-plain strings and ``Status.AUTO == "auto"``.
+The vocabulary of the columns and payload keys comes with the schemas: :class:`Split`
+(which list an image came from), :class:`Status` (where an image stands in the pipeline,
+payload and ``pseudolabels`` key ``status``) and :class:`Origin` (who gave a final label,
+table column and payload key ``origin``). They are ``str`` enums, so tables and payloads
+store plain strings and ``Status.AUTO == "auto"``. They are defined in
+:mod:`iris.vocabulary`, which imports nothing heavy, so the settings and the CLI can name
+them without loading polars.
 """
 
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from iris.errors import ColumnError, StageOrderError
+from iris.vocabulary import ORIGINS, SPLITS, STATUSES, Origin, Split, Status, initial_status
 
 Schema = dict[str, pl.DataType | type[pl.DataType]]
 
-
-class Split(StrEnum):
-    """Which manifest an image came from (column and payload key ``split``)."""
-
-    GT = "gt"
-    POOL = "pool"
-    TEST = "test"
-
-
-class Status(StrEnum):
-    """Where an image stands in the pipeline (payload key ``status``).
-
-    Set by embed (``gt``, ``unlabeled``, ``test``), pseudolabel (``auto``,
-    ``problematic``) and select (``neighbour``); who labeled an image is :class:`Origin`.
-    """
-
-    GT = "gt"
-    UNLABELED = "unlabeled"
-    AUTO = "auto"
-    PROBLEMATIC = "problematic"
-    NEIGHBOUR = "neighbour"
-    TEST = "test"
-
-
-class Origin(StrEnum):
-    """Who gave an image its final label (``final_labels.origin``, payload key ``origin``).
-
-    Listed by precedence: ground truth beats the crowd, the crowd beats the automatic
-    labels; ``propagated`` fills in what is left.
-    """
-
-    GT = "gt"
-    CROWD = "crowd"
-    AUTO = "auto"
-    PROPAGATED = "propagated"
-
-
-def initial_status(split: str, has_label: bool) -> Status:
-    """An image's status when it enters the store: ``test``, ``gt`` (labeled) or ``unlabeled``."""
-    if split == Split.TEST:
-        return Status.TEST
-    return Status.GT if has_label else Status.UNLABELED
-
-
-SPLITS: tuple[str, ...] = tuple(s.value for s in Split)
-STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
-ORIGINS: tuple[str, ...] = tuple(o.value for o in Origin)
 
 IMAGES: Schema = {
     "id": pl.Int64,  # stable id, derived from the source string (see iris.data.ids)
@@ -248,3 +203,14 @@ def read(path: Path, schema: Schema | None = None) -> pl.DataFrame:
         raise StageOrderError(f"{path} does not exist yet; run `{maker}` first")
     frame = pl.read_parquet(path)
     return check(frame, schema, where=str(path)) if schema else frame
+
+
+__all__ = [
+    "ORIGINS",
+    "SPLITS",
+    "STATUSES",
+    "Origin",
+    "Split",
+    "Status",
+    "initial_status",
+]

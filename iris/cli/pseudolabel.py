@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from iris.cli._common import CliState, echo_table, json_option, pass_state, seed_option
+from iris.vocabulary import METRICS, WEIGHTINGS
 
 if TYPE_CHECKING:  # the stages import numpy and scikit-learn: keep them out of the CLI's start-up
     from iris.pseudolabel.stage import PseudolabelReport
@@ -119,8 +120,8 @@ def _select_overrides(neighbours: int | None, budget: int | None, map_points: in
     "members",
     multiple=True,
     help=(
-        "Ensemble member k<K>-<weighting>[-<metric>], e.g. k7-distance or k5-uniform-euclid; "
-        "repeatable (default: pseudolabel.members)."
+        f"Ensemble member k<K>-<{'|'.join(WEIGHTINGS)}>[-<{'|'.join(METRICS)}>], repeatable "
+        "(default: pseudolabel.members)."
     ),
 )
 @click.option(

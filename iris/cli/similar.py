@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from iris.cli._common import CliState, LazyChoice, echo_table, json_option, pass_state
+from iris.cli._common import CliState, echo_table, json_option, pass_state
 from iris.cli.store import store_options, store_settings
+from iris.vocabulary import ORIGINS, SPLITS, STATUSES
 
 
 @click.command("similar")
@@ -24,22 +25,22 @@ from iris.cli.store import store_options, store_settings
     "--split",
     "splits",
     multiple=True,
-    type=LazyChoice("iris.tables", "SPLITS", metavar="SPLIT"),
+    type=click.Choice(SPLITS),
     help="Only this split (repeatable).",
 )
 @click.option(
     "--status",
     "statuses",
     multiple=True,
-    type=LazyChoice("iris.tables", "STATUSES", metavar="STATUS"),
+    type=click.Choice(STATUSES),
     help="Only this pipeline status (repeatable).",
 )
 @click.option(
     "--origin",
     "origins",
     multiple=True,
-    type=LazyChoice("iris.tables", "ORIGINS", metavar="ORIGIN"),
-    help="Only final labels of this origin: gt, crowd, auto, propagated (repeatable).",
+    type=click.Choice(ORIGINS),
+    help="Only final labels of this origin (repeatable).",
 )
 @click.option("--label", type=click.IntRange(0, 1), default=None, help="Only images with this label.")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")

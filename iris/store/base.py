@@ -34,8 +34,8 @@ import numpy as np
 import numpy.typing as npt
 
 from iris.errors import DimensionError, StoreError
-from iris.tables import SPLITS as SPLITS  # re-exported: the vocabulary lives in iris.tables
-from iris.tables import STATUSES as STATUSES
+from iris.vocabulary import SPLITS as SPLITS  # re-exported: the vocabulary lives in iris.vocabulary
+from iris.vocabulary import STATUSES as STATUSES
 
 Distance = Literal["cosine", "dot", "euclid"]
 Payload = dict[str, Any]

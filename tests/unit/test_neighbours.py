@@ -72,3 +72,10 @@ def test_folds_are_balanced_and_seeded() -> None:
     assert sorted(np.bincount(fold).tolist()) == [3, 3, 4]
     assert fold.tolist() == assign_folds(10, 3, seed=1).tolist()
     assert fold.tolist() != assign_folds(10, 3, seed=2).tolist()
+
+
+def test_the_vocabulary_names_exactly_what_the_core_implements() -> None:
+    from iris import neighbours, vocabulary
+
+    assert set(neighbours.METRICS) == set(vocabulary.METRICS)
+    assert neighbours.WEIGHTINGS == vocabulary.WEIGHTINGS == ("uniform", "distance")

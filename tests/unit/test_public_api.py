@@ -80,3 +80,8 @@ def test_the_stage_contract_and_shared_cores_are_pinned() -> None:
     assert tables.ORIGINS == ("gt", "crowd", "auto", "propagated")
     assert tables.STATUSES == ("gt", "unlabeled", "auto", "problematic", "neighbour", "test")
     assert tables.Status.AUTO == "auto" and f"{tables.Origin.CROWD}" == "crowd"  # stored as plain strings
+    from iris import vocabulary
+
+    assert tables.Split is vocabulary.Split  # one definition, re-exported beside the schemas
+    assert vocabulary.WEIGHTINGS == ("uniform", "distance")
+    assert vocabulary.METRICS == ("cosine", "dot", "euclid")
