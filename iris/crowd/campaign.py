@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ import polars as pl
 
 from iris import tables
 from iris.config import Settings
+from iris.contract import StageReport
 from iris.crowd.backends.base import (
     Backend,
     CampaignInputs,
@@ -216,3 +217,20 @@ def bans_by_rule(bans: pl.DataFrame) -> dict[str, int]:
     """How many bans each quality-control rule made (BANS rows), by rule name."""
     counts = bans.group_by("rule").len().sort("rule")
     return dict(zip(counts["rule"].to_list(), counts["len"].to_list(), strict=True))
+
+
+@dataclass(frozen=True)
+class CampaignReport(StageReport):
+    """A campaign in numbers (what ``iris run`` records for the crowd stage)."""
+
+    backend: str
+    state: str
+    tasks: int
+    tasks_done: int
+    pages: int
+    answers: int
+    honeypot_answers: int
+    workers: int
+    banned: int
+    bans_by_rule: dict[str, int]
+    cost: float

@@ -6,30 +6,11 @@ The campaign itself (plan, launch, status, collect, stop, with its state under
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from iris.config import Settings
-from iris.contract import StageContext, StageReport
-from iris.crowd.campaign import bans_by_rule, collect, launch, status
+from iris.contract import StageContext
+from iris.crowd.campaign import CampaignReport, bans_by_rule, collect, launch, status
 from iris.errors import CrowdError
 from iris.workdir import Workdir
-
-
-@dataclass(frozen=True)
-class CampaignReport(StageReport):
-    """A campaign in numbers (what ``iris run`` records for the crowd stage)."""
-
-    backend: str
-    state: str
-    tasks: int
-    tasks_done: int
-    pages: int
-    answers: int
-    honeypot_answers: int
-    workers: int
-    banned: int
-    bans_by_rule: dict[str, int]
-    cost: float
 
 
 def run_campaign(workdir: Workdir, settings: Settings) -> CampaignReport:

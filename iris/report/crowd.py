@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,18 +19,9 @@ from iris.workdir import Workdir
 
 
 @dataclass(frozen=True)
-class CrowdSummary:
-    backend: str
-    state: str
-    cost: float
-    tasks: int
-    tasks_done: int
-    pages: int
-    answers: int
-    honeypot_answers: int
-    workers: int
-    banned: int
-    bans_by_rule: dict[str, int] = field(default_factory=dict)
+class CrowdSummary(campaign.CampaignReport):
+    """The campaign in numbers plus how well the crowd agreed (``iris crowd report``)."""
+
     unanimous: float = 0.0
     """Share of real tasks on which every answer agreed."""
     majority_agreement: float = 0.0
