@@ -68,6 +68,9 @@ def info_command(
         echo_table(rows)
         click.echo()
         echo_table([{"status": k, "points": v} for k, v in info["by_status"].items()])
+        if info["by_origin"]:
+            click.echo()
+            echo_table([{"label origin": k, "points": v} for k, v in info["by_origin"].items()])
 
 
 @store_group.command("snapshot")

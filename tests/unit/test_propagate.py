@@ -237,6 +237,9 @@ def test_propagate_labels_the_rest_and_never_overwrites_ground_truth(digits_work
         assert payload["label"] == truth[point_id] and payload["origin"] == "gt" and payload["status"] == "gt"
     assert store.ids(Filter(must={"origin": "propagated"})) == set(propagated["id"].to_list())
     assert store.ids(Filter(must={"status": "propagated"})) == set()
+    from iris.store.copy import describe
+
+    assert describe(store)["by_origin"] == {"gt": 20, "crowd": 15, "auto": 25, "propagated": 30}
     assert store.ids(Filter(must={"split": "test", "has_label": True})) == set()
 
 
