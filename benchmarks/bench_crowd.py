@@ -35,10 +35,10 @@ import numpy as np
 import polars as pl
 
 from iris import tables
-from iris.aggregate import AGGREGATORS, aggregate
 from iris.cli._common import echo_table
 from iris.config import Settings
 from iris.crowd import campaign
+from iris.crowd.aggregation import AGGREGATORS, aggregate
 from iris.crowd.backends.simulated import MAX_COHORTS, make_population, match_truth, read_answer_key
 from iris.workdir import Workdir, find_workdir, init_workdir
 

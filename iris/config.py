@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from iris.errors import ConfigError
+from iris.vocabulary import Metric, Weighting
 
 CONFIG_FILE = "iris.toml"
 
@@ -169,10 +170,6 @@ MEMBER_NAME = (
     r"\s*k(?P<k>0*[1-9][0-9]*)-(?P<weighting>uniform|distance)(?:-(?P<metric>cosine|dot|euclid))?\s*"
 )
 """A kNN ensemble member's name (see :mod:`iris.pseudolabel.members`)."""
-Weighting = Literal["uniform", "distance"]
-"""Vote weightings of propagation's search."""
-PropagateMetric = Literal["cosine", "euclid"]
-"""Distances of propagation's search."""
 AggregateMethod = Literal["majority-vote", "wawa", "dawid-skene", "glad"]
 """Names in :data:`iris.aggregate.AGGREGATORS`."""
 BackboneName = Literal[
@@ -413,7 +410,7 @@ class PropagateSettings:
     """Candidate numbers of neighbours for the cross-validated search."""
     weightings: Annotated[tuple[Weighting, ...], NOT_EMPTY] = ("uniform", "distance")
     """Candidate vote weightings: ``uniform`` or ``distance`` (1 / distance)."""
-    metrics: Annotated[tuple[PropagateMetric, ...], NOT_EMPTY] = ("cosine", "euclid")
+    metrics: Annotated[tuple[Metric, ...], NOT_EMPTY] = ("cosine", "euclid")
     """Candidate distances; ``euclid`` is derived from the cosine score on normalised vectors."""
     folds: Annotated[int, at_least(2)] = 5
     batch_size: Positive = 512

@@ -111,7 +111,7 @@ def score(workdir: Workdir, data_dir: Path, state: RunState) -> dict[str, Any]:
     predict = state.data["stages"].get("predict", {}).get("summary", {})
     submission = predict.get("submission") or predict.get("path")
     if submission and Path(submission).exists():
-        from iris.train.predict import read_submission
+        from iris.train.submission import read_submission
 
         pred = read_submission(Path(submission), workdir).rename({"label": "pred"})
         test = key.filter(pl.col("split") == "test").join(pred, on="source")

@@ -5,6 +5,8 @@ labels (``crowd``, the aggregator's confidence), automatic pseudo-labels (``auto
 confidence = the ensemble's ``knn_share``). A lower source never overwrites a higher one;
 where they disagree the disagreement is reported as a conflict. Test images never get a
 final label.
+
+FINAL_CONFLICTS lives in :mod:`iris.tables` with every other schema.
 """
 
 from __future__ import annotations
@@ -14,21 +16,10 @@ from dataclasses import dataclass
 import polars as pl
 
 from iris import tables
-from iris.tables import AGGREGATED, FINAL_LABELS, IMAGES, PSEUDOLABELS, Schema
+from iris.tables import AGGREGATED, FINAL_CONFLICTS, FINAL_LABELS, IMAGES, PSEUDOLABELS, Origin, Split
 from iris.workdir import Workdir
 
-FINAL_CONFLICTS: Schema = {
-    "id": pl.Int64,
-    "kind": pl.String,  # "crowd-vs-gt" | "auto-vs-crowd" | "auto-vs-gt"
-    "kept_label": pl.Int8,
-    "kept_origin": pl.String,
-    "other_label": pl.Int8,
-    "other_origin": pl.String,
-    "other_confidence": pl.Float64,
-}
-"""One row per image whose sources disagree: what was kept and what was overruled."""
-
-PRECEDENCE: tuple[str, ...] = ("gt", "crowd", "auto")
+PRECEDENCE: tuple[str, ...] = (Origin.GT.value, Origin.CROWD.value, Origin.AUTO.value)
 
 
 @dataclass(frozen=True)
@@ -59,23 +50,23 @@ def combine_labels(
         FINAL_CONFLICTS rows sorted by id and kind.
     """
     images = tables.check(images, IMAGES, where="images")
-    eligible = images.filter(pl.col("split") != "test").select("id")
-    gt = images.filter((pl.col("split") != "test") & pl.col("label").is_not_null()).select(
-        "id", "label", origin=pl.lit("gt"), confidence=pl.lit(1.0)
+    eligible = images.filter(pl.col("split") != Split.TEST.value).select("id")
+    gt = images.filter((pl.col("split") != Split.TEST.value) & pl.col("label").is_not_null()).select(
+        "id", "label", origin=pl.lit(Origin.GT.value), confidence=pl.lit(1.0)
     )
     sources = [gt]
     if aggregated is not None:
         aggregated = tables.check(aggregated, AGGREGATED, where="aggregated")
         sources.append(
             aggregated.filter(pl.col("label").is_not_null())
-            .select(id="task", label="label", origin=pl.lit("crowd"), confidence="confidence")
+            .select(id="task", label="label", origin=pl.lit(Origin.CROWD.value), confidence="confidence")
             .join(eligible, on="id", how="semi")
         )
     if pseudolabels is not None:
         pseudolabels = tables.check(pseudolabels, PSEUDOLABELS, where="pseudolabels")
         sources.append(
             pseudolabels.filter(pl.col("auto_label").is_not_null())
-            .select("id", label="auto_label", origin=pl.lit("auto"), confidence="knn_share")
+            .select("id", label="auto_label", origin=pl.lit(Origin.AUTO.value), confidence="knn_share")
             .join(eligible, on="id", how="semi")
         )
     candidates = tables.check(
@@ -136,8 +127,8 @@ def count(final: pl.DataFrame, conflicts: pl.DataFrame) -> FinalCounts:
     per_origin = dict(final.group_by("origin").len().iter_rows())
     per_kind = dict(conflicts.group_by("kind").len().sort("kind").iter_rows())
     return FinalCounts(
-        gt=per_origin.get("gt", 0),
-        crowd=per_origin.get("crowd", 0),
-        auto=per_origin.get("auto", 0),
+        gt=per_origin.get(Origin.GT.value, 0),
+        crowd=per_origin.get(Origin.CROWD.value, 0),
+        auto=per_origin.get(Origin.AUTO.value, 0),
         conflicts={str(k): int(v) for k, v in per_kind.items()},
     )

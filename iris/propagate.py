@@ -1,8 +1,8 @@
 """Propagation: label every image still without a label by kNN over the final labeled set.
 
 1. The final dataset (:func:`iris.final.build_final`: gt > crowd > auto) is written into
-   the store's payload (``label``, ``has_label``, ``status`` = origin), so a Qdrant filter
-   selects exactly the labeled points.
+   the store's payload (``label``, ``has_label``, ``origin``), so a Qdrant filter selects
+   exactly the labeled points; ``status`` keeps the image's pipeline state.
 2. A small cross-validated search picks k × weighting × metric. The kNN runs as Qdrant
    queries: each labeled point is queried once with a generous ``k`` among the labeled
    points; the k-fold logic is then done in numpy by dropping, per query, the point itself
@@ -12,10 +12,8 @@
 3. Every unlabeled non-test image is queried with the chosen ``k`` and labeled by the
    vote (origin ``propagated``, confidence = the winning vote share).
 
-Metrics: the collection holds L2-normalised vectors with cosine distance, so Qdrant's
-score ``s`` is the cosine similarity. Cosine and Euclidean rank neighbours identically on
-such vectors; they differ only in the distance used for weighting: ``1 - s`` (cosine) or
-``sqrt(2 - 2 s)`` (Euclidean).
+Neighbour lists, metrics, weightings, the exact-match rule, the vote and the folds are
+:mod:`iris.neighbours`, shared with the pseudolabel ensemble.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -32,31 +29,27 @@ import polars as pl
 
 from iris import tables
 from iris.config import PropagateSettings, Settings
-from iris.errors import ConfigError, PoolExhaustedError
+from iris.contract import StageContext, StageReport
+from iris.errors import PoolExhaustedError
 from iris.final import build_final, count
-from iris.progress import bar
+from iris.neighbours import (
+    NO_LABEL,
+    Metric,
+    Neighbours,
+    Weighting,
+    assign_folds,
+    neighbours_from_hits,
+    vote,
+)
+from iris.stagekit import CLUSTERED_SPLITS, query_by_id, store_distance
 from iris.store.base import Filter, VectorStore
-from iris.tables import FINAL_LABELS, IMAGES
+from iris.tables import FINAL_LABELS, IMAGES, Origin, Split
 from iris.workdir import Workdir
 
-Weighting = Literal["uniform", "distance"]
-Metric = Literal["cosine", "euclid"]
-LABELED_STATUSES: tuple[str, ...] = ("gt", "crowd", "auto")
-LABELED = Filter(must={"has_label": True, "status": list(LABELED_STATUSES), "split": ["gt", "pool"]})
+LABELED_ORIGINS: tuple[str, ...] = (Origin.GT.value, Origin.CROWD.value, Origin.AUTO.value)
+HUMAN_ORIGINS: tuple[str, ...] = (Origin.GT.value, Origin.CROWD.value)
+LABELED = Filter(must={"has_label": True, "origin": list(LABELED_ORIGINS), "split": list(CLUSTERED_SPLITS)})
 """Points the kNN fits on: the final labeled set (never earlier propagated labels)."""
-
-
-@dataclass(frozen=True)
-class Neighbours:
-    """Neighbour lists of a batch of queries, best first, padded with id -1.
-
-    Attributes:
-        ids: (n, K) neighbour ids, -1 where fewer than K were found.
-        scores: (n, K) cosine similarities.
-    """
-
-    ids: npt.NDArray[np.int64]
-    scores: npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -72,7 +65,7 @@ class CvResult:
 
 
 @dataclass
-class PropagateReport:
+class PropagateReport(StageReport):
     k: int
     weighting: str
     metric: str
@@ -87,64 +80,6 @@ class PropagateReport:
     final_labels: str
     seconds: float
     grid: list[dict[str, object]] = field(default_factory=list)
-
-
-def distances(scores: npt.NDArray[np.float64], metric: Metric) -> npt.NDArray[np.float64]:
-    """Distances from cosine similarities (see the module docstring)."""
-    if metric == "cosine":
-        return 1.0 - scores
-    if metric == "euclid":
-        return np.sqrt(np.clip(2.0 - 2.0 * scores, 0.0, None))
-    raise ConfigError(f"propagate.metrics: got {metric!r}, expected one of {', '.join(get_args(Metric))}")
-
-
-def vote(
-    neighbour_labels: npt.NDArray[np.int8],
-    neighbour_distances: npt.NDArray[np.float64],
-    valid: npt.NDArray[np.bool_],
-    *,
-    k: int,
-    weighting: Weighting,
-    prior: int = 0,
-) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """Binary kNN vote with the first ``k`` valid neighbours of each row.
-
-    Args:
-        neighbour_labels: (n, K) labels 0/1 of the neighbours, best first.
-        neighbour_distances: (n, K) their distances.
-        valid: (n, K) which neighbours may vote.
-        k: neighbours per vote; rows with fewer valid ones vote with what they have.
-        weighting: ``uniform`` or ``distance`` (weight 1 / distance).
-        prior: label of an exact tie.
-
-    Returns:
-        ``(label, share, has_vote)``, each (n,): the label, its vote share, and whether
-        the row had any valid neighbour (label = prior and share 0.5 otherwise).
-    """
-    if weighting not in get_args(Weighting):
-        raise ConfigError(
-            f"propagate.weightings: got {weighting!r}, expected one of {', '.join(get_args(Weighting))}"
-        )
-    use = valid & (np.cumsum(valid, axis=1) <= k)
-    if weighting == "uniform":
-        weights = use.astype(np.float64)
-    else:
-        # An exact duplicate (distance 0) would get an infinite weight; 1e-6 keeps it finite
-        # while still letting it dominate.
-        weights = np.where(use, 1.0 / (neighbour_distances + 1e-6), 0.0)
-    total = weights.sum(axis=1)
-    positive = (weights * (neighbour_labels == 1)).sum(axis=1)
-    has_vote = total > 0
-    share_pos = np.where(has_vote, positive / np.where(has_vote, total, 1.0), 0.5)
-    label = np.where(share_pos > 0.5, 1, np.where(share_pos < 0.5, 0, prior)).astype(np.int8)
-    share = np.maximum(share_pos, 1.0 - share_pos)
-    return label, share, has_vote
-
-
-def assign_folds(n: int, folds: int, seed: int) -> npt.NDArray[np.int64]:
-    """A random, balanced fold number in ``[0, folds)`` for each of ``n`` points."""
-    rng = np.random.default_rng(seed)
-    return rng.permutation(np.arange(n) % folds)
 
 
 def cross_validate(
@@ -179,16 +114,19 @@ def cross_validate(
     known = ids[order][position] == neighbours.ids
     index = np.where(known, order[position], -1)
     valid = known & (index >= 0) & (fold[np.maximum(index, 0)] != fold[:, None])
-    neighbour_labels = np.where(valid, labels[np.maximum(index, 0)], 0).astype(np.int8)
+    # Each neighbour votes with its label in the final set, in the order of ``ids``.
+    voters = Neighbours(
+        ids=neighbours.ids,
+        labels=np.where(valid, labels[np.maximum(index, 0)], NO_LABEL).astype(np.int64),
+        similarity=neighbours.similarity,
+    )
     prior = int(labels.mean() > 0.5)
     results = []
     for metric in metrics:
-        dist = distances(neighbours.scores, metric)
         for weighting in weightings:
             for k in ks:
-                pred, _share, has_vote = vote(
-                    neighbour_labels, dist, valid, k=k, weighting=weighting, prior=prior
-                )
+                result = vote(voters, k=k, weighting=weighting, metric=metric, valid=valid)
+                pred, has_vote = result.label(prior=prior), result.has_vote
                 correct = (pred == labels) & has_vote
                 human_seen = has_vote & human
                 results.append(
@@ -218,33 +156,8 @@ def _query(
 
     Returns the ids actually found in the store (in the order given) and their neighbours.
     """
-    found: list[int] = []
-    # Scores are turned into cosine similarities whatever the collection's distance
-    # (iris creates cosine collections; a Euclidean one reports d, and on normalised
-    # vectors cos = 1 - d^2 / 2).
-    distance_of = getattr(store, "distance", None)
-    collection_distance = distance_of() if callable(distance_of) else "cosine"
-    all_ids = np.full((len(ids), k), -1, dtype=np.int64)
-    all_scores = np.full((len(ids), k), -np.inf, dtype=np.float64)
-    progress = bar(desc=desc, total=len(ids), unit="img")
-    row = 0
-    for start in range(0, len(ids), batch_size):
-        points = store.retrieve(list(ids[start : start + batch_size]), with_vectors=True)
-        progress.update(min(batch_size, len(ids) - start))
-        if not points:
-            continue
-        vectors = np.stack([np.asarray(v, dtype=np.float32) for _, _, v in points])
-        hits = store.query_batch(vectors, k=k, flt=LABELED)
-        for (point_id, _, _), point_hits in zip(points, hits, strict=True):
-            found.append(int(point_id))
-            for j, hit in enumerate(point_hits[:k]):
-                all_ids[row, j] = hit.id
-                all_scores[row, j] = (
-                    1.0 - hit.score**2 / 2.0 if collection_distance == "euclid" else hit.score
-                )
-            row += 1
-    progress.close()
-    return np.asarray(found, dtype=np.int64), Neighbours(ids=all_ids[:row], scores=all_scores[:row])
+    found, hits = query_by_id(store, ids, k=k, flt=LABELED, batch_size=batch_size, desc=desc)
+    return found, neighbours_from_hits(hits, k=k, distance=store_distance(store))
 
 
 def _write_labeled_payload(store: VectorStore, final: pl.DataFrame, batch_size: int) -> None:
@@ -252,10 +165,10 @@ def _write_labeled_payload(store: VectorStore, final: pl.DataFrame, batch_size: 
     labeled_ids = set(final["id"].to_list())
     stale = store.ids(LABELED) - labeled_ids
     if stale:
-        store.set_payload({i: {"has_label": False} for i in stale})
+        store.set_payload({i: {"has_label": False, "origin": None} for i in stale})
     stored = store.ids()
     updates = {
-        int(i): {"label": int(label), "has_label": True, "status": origin}
+        int(i): {"label": int(label), "has_label": True, "origin": origin}
         for i, label, origin in final.select("id", "label", "origin").iter_rows()
         if int(i) in stored
     }
@@ -269,7 +182,7 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
 
     Writes ``tables/final_labels.parquet`` (FINAL_LABELS: gt, crowd, auto and propagated
     rows), ``tables/final_conflicts.parquet`` (:data:`iris.final.FINAL_CONFLICTS`) and the
-    payload (``label``, ``has_label``, ``status``) of every labeled point. Deterministic for
+    payload (``label``, ``has_label``, ``origin``) of every labeled point. Deterministic for
     a seed; re-running recomputes from the tables and overwrites (never the ground truth).
 
     Raises:
@@ -294,7 +207,7 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
     results = cross_validate(
         cv_ids,
         cv_rows["label"].to_numpy().astype(np.int8),
-        cv_rows["origin"].is_in(["gt", "crowd"]).to_numpy(),
+        cv_rows["origin"].is_in(list(HUMAN_ORIGINS)).to_numpy(),
         cv_neighbours,
         ks=cfg.ks,
         weightings=list(cfg.weightings),  # type: ignore[arg-type]
@@ -307,32 +220,32 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
     # Propagation: every non-test image the final set does not label.
     images = tables.read(workdir.table("images"), IMAGES)
     targets = (
-        images.filter(pl.col("split") != "test").join(final, on="id", how="anti").sort("id")["id"].to_list()
+        images.filter(pl.col("split") != Split.TEST.value)
+        .join(final, on="id", how="anti")
+        .sort("id")["id"]
+        .to_list()
     )
     found, neighbours = _query(
         store, targets, k=chosen.k, batch_size=cfg.batch_size, desc="propagate: labeling"
     )
-    valid = neighbours.ids >= 0
-    label_of = dict(zip(final["id"].to_list(), final["label"].to_list(), strict=True))
-    neighbour_labels = np.vectorize(lambda i: label_of.get(int(i), 0), otypes=[np.int8])(neighbours.ids)
     prior = int(final["label"].mean() > 0.5) if final.height else 0  # type: ignore[operator]
-    label, share, _ = vote(
-        neighbour_labels,
-        distances(neighbours.scores, chosen.metric),  # type: ignore[arg-type]
-        valid,
+    chosen_vote = vote(
+        neighbours,
         k=chosen.k,
         weighting=chosen.weighting,  # type: ignore[arg-type]
-        prior=prior,
+        metric=chosen.metric,  # type: ignore[arg-type]
     )
+    label = chosen_vote.label(prior=prior).astype(np.int8)
+    share = np.where(chosen_vote.has_vote, chosen_vote.best, 0.5)
     propagated = pl.DataFrame(
-        {"id": found, "label": label, "origin": ["propagated"] * len(found), "confidence": share},
+        {"id": found, "label": label, "origin": [Origin.PROPAGATED.value] * len(found), "confidence": share},
         schema=FINAL_LABELS,
     )
     for begin in range(0, propagated.height, cfg.batch_size * 8):
         chunk = propagated.slice(begin, cfg.batch_size * 8)
         store.set_payload(
             {
-                int(i): {"label": int(lab), "has_label": True, "status": "propagated"}
+                int(i): {"label": int(lab), "has_label": True, "origin": Origin.PROPAGATED.value}
                 for i, lab in chunk.select("id", "label").iter_rows()
             }
         )
@@ -366,3 +279,8 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
             for r in results
         ],
     )
+
+
+def run(ctx: StageContext) -> PropagateReport:
+    """The propagate stage (:func:`propagate` over ``ctx.store``)."""
+    return propagate(ctx.workdir, ctx.settings, ctx.store)

@@ -24,20 +24,21 @@ import numpy.typing as npt
 import polars as pl
 
 from iris.config import Settings
+from iris.contract import StageContext, StageReport
 from iris.errors import StageOrderError
 from iris.pseudolabel.consensus import AUTO, PROBLEMATIC
 from iris.pseudolabel.kmeans import normalise
-from iris.pseudolabel.stage import CLUSTERED_SPLITS, Stopwatch, batched_query, read_points
+from iris.stagekit import CLUSTERED_SPLITS, Stopwatch, batched_query, read_points
 from iris.store.base import Filter, Hit, Payload, VectorStore
-from iris.tables import PSEUDOLABELS, SHORTLIST, check, read, write
+from iris.tables import PSEUDOLABELS, SHORTLIST, Status, check, read, write
 from iris.workdir import Workdir
 
-NEIGHBOUR = "neighbour"
+NEIGHBOUR = Status.NEIGHBOUR.value
 NEIGHBOURHOOD = Filter(must={"split": list(CLUSTERED_SPLITS)})
 
 
 @dataclass(frozen=True)
-class SelectReport:
+class SelectReport(StageReport):
     """Counts of one selection (fractions are of the pool)."""
 
     pool: int
@@ -49,7 +50,6 @@ class SelectReport:
     k: int
     seconds: float
     qdrant_seconds: float
-    map_path: str | None = None
     neighbour_fraction: float = 0.0
     shortlist_fraction: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
@@ -114,6 +114,9 @@ def build_shortlist(
 def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectReport:
     """Write ``tables/shortlist.parquet`` and mark shortlisted neighbours in the store.
 
+    The embedding map is :func:`iris.report.embedding_map.embedding_map`'s to draw, from
+    the tables this writes.
+
     Raises:
         StageOrderError: no pseudolabels table yet (run ``iris pseudolabel``).
     """
@@ -121,9 +124,8 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
     s = settings.select
     pseudolabels = read(workdir.table("pseudolabels"), PSEUDOLABELS)
     watch = Stopwatch()
-    timings: dict[str, float] = {}
-    points = read_points(store, watch)
-    timings["export"] = watch.seconds
+    with watch.phase("export"):
+        points = read_points(store, watch)
     # Only images that are still unlabeled pool points: a crowd label since the
     # pseudolabel run takes an image off the shortlist.
     row_of = {int(i): r for r, i in enumerate(points.exported.ids.tolist())}
@@ -138,52 +140,32 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
     rows = np.array([row_of[int(i)] for i in ids], dtype=np.int64)
     problematic = set(pseudolabels.filter(pl.col("status") == PROBLEMATIC)["id"].to_list())
 
-    tic = time.perf_counter()
-    vectors = normalise(points.exported.vectors[rows]) if len(rows) else np.zeros((0, 1), np.float32)
-    hits = batched_query(
-        store,
-        vectors,
-        k=s.neighbours + 1,  # the image itself usually comes back first and is dropped
-        flt=NEIGHBOURHOOD,
-        batch_size=s.batch_size,
-        exact=s.exact,
-        desc="neighbours",
-        watch=watch,
-    )
-    counts = count_problematic_neighbours(hits, ids, problematic, k=s.neighbours)
-    timings["neighbours"] = time.perf_counter() - tic
+    with watch.phase("neighbours"):
+        vectors = normalise(points.exported.vectors[rows]) if len(rows) else np.zeros((0, 1), np.float32)
+        hits = batched_query(
+            store,
+            vectors,
+            k=s.neighbours + 1,  # the image itself usually comes back first and is dropped
+            flt=NEIGHBOURHOOD,
+            batch_size=s.batch_size,
+            exact=s.exact,
+            desc="neighbours",
+            watch=watch,
+        )
+        counts = count_problematic_neighbours(hits, ids, problematic, k=s.neighbours)
 
     shortlist, cut = build_shortlist(pseudolabels, counts, budget=s.budget)
     write(shortlist, workdir.table("shortlist"))
 
-    tic = time.perf_counter()
-    neighbours = set(shortlist.filter(pl.col("reason") == NEIGHBOUR)["id"].to_list())
-    # Every pool point is rewritten so a re-run with other settings leaves no stale "neighbour".
-    updates: dict[int, Payload] = {
-        int(i): {"status": NEIGHBOUR if i in neighbours else str(st)}
-        for i, st in zip(ids.tolist(), pseudolabels["status"].to_list(), strict=True)
-    }
-    with watch.timing():
-        store.set_payload(updates)
-    timings["payload"] = time.perf_counter() - tic
-
-    map_path = None
-    if s.map_points > 0:
-        from iris.report.embedding_map import draw_embedding_map
-
-        tic = time.perf_counter()
-        map_path = str(
-            draw_embedding_map(
-                workdir,
-                points,
-                pseudolabels,
-                shortlist,
-                n_points=s.map_points,
-                seed=settings.pseudolabel.seed,
-                class_names=(settings.task.negative_name, settings.task.positive_name),
-            )
-        )
-        timings["map"] = time.perf_counter() - tic
+    with watch.phase("payload"):
+        neighbours = set(shortlist.filter(pl.col("reason") == NEIGHBOUR)["id"].to_list())
+        # Every pool point is rewritten so a re-run with other settings leaves no stale "neighbour".
+        updates: dict[int, Payload] = {
+            int(i): {"status": NEIGHBOUR if i in neighbours else str(st)}
+            for i, st in zip(ids.tolist(), pseudolabels["status"].to_list(), strict=True)
+        }
+        with watch.timing():
+            store.set_payload(updates)
 
     n_pool = int(points.pool.sum())
     n_neighbours = int((shortlist["reason"] == NEIGHBOUR).sum())
@@ -197,11 +179,15 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
         k=s.neighbours,
         seconds=time.perf_counter() - started,
         qdrant_seconds=watch.seconds,
-        map_path=map_path,
         neighbour_fraction=n_neighbours / n_pool if n_pool else 0.0,
         shortlist_fraction=shortlist.height / n_pool if n_pool else 0.0,
-        timings={k: round(v, 3) for k, v in timings.items()},
+        timings=watch.timings(),
     )
+
+
+def run(ctx: StageContext) -> SelectReport:
+    """The select stage (:func:`select` over ``ctx.store``)."""
+    return select(ctx.workdir, ctx.settings, ctx.store)
 
 
 __all__ = ["AUTO", "NEIGHBOUR", "PROBLEMATIC", "SelectReport", "build_shortlist", "select"]

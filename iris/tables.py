@@ -5,24 +5,35 @@ A stage checks its inputs with :func:`check` at its door and writes its outputs 
 
 Labels are integers everywhere: 1 is the positive class, 0 the negative one; the class
 names live in ``[task]`` settings.
+
+The vocabulary of the columns and payload keys comes with the schemas: :class:`Split`
+(which list an image came from), :class:`Status` (where an image stands in the pipeline,
+payload and ``pseudolabels`` key ``status``) and :class:`Origin` (who gave a final label,
+table column and payload key ``origin``). They are ``str`` enums, so tables and payloads
+store plain strings and ``Status.AUTO == "auto"``. They are defined in
+:mod:`iris.vocabulary`, which imports nothing heavy, so the settings and the CLI can name
+them without loading polars.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from iris.errors import ColumnError, StageOrderError
+from iris.vocabulary import ORIGINS, SPLITS, STATUSES, Origin, Split, Status, initial_status
 
 Schema = dict[str, pl.DataType | type[pl.DataType]]
+
 
 IMAGES: Schema = {
     "id": pl.Int64,  # stable id, derived from the source string (see iris.data.ids)
     "source": pl.String,  # URL or path as written in the manifest, cleaned
     "path": pl.String,  # local file, relative to the work directory
-    "split": pl.String,  # "gt" | "pool" | "test"
+    "split": pl.String,  # Split
     "label": pl.Int8,  # known label (ground truth), null otherwise
     "width": pl.Int32,
     "height": pl.Int32,
@@ -43,11 +54,11 @@ PSEUDOLABELS: Schema = {
     "cluster": pl.Int32,
     "cluster_label": pl.Int8,
     "auto_label": pl.Int8,  # null unless the image was labeled automatically
-    "status": pl.String,  # "auto" | "problematic"
+    "status": pl.String,  # Status.AUTO | Status.PROBLEMATIC
 }
 SHORTLIST: Schema = {
     "id": pl.Int64,
-    "reason": pl.String,  # "problematic" | "neighbour"
+    "reason": pl.String,  # Status.PROBLEMATIC | Status.NEIGHBOUR
     "problematic_neighbours": pl.Int32,
     "priority": pl.Int32,  # 0 = first to send
 }
@@ -77,9 +88,61 @@ WORKERS: Schema = {
 FINAL_LABELS: Schema = {
     "id": pl.Int64,
     "label": pl.Int8,
-    "origin": pl.String,  # "gt" | "crowd" | "auto" | "propagated"
+    "origin": pl.String,  # Origin
     "confidence": pl.Float64,
 }
+FINAL_CONFLICTS: Schema = {
+    "id": pl.Int64,
+    "kind": pl.String,  # "crowd-vs-gt" | "auto-vs-crowd" | "auto-vs-gt"
+    "kept_label": pl.Int8,
+    "kept_origin": pl.String,
+    "other_label": pl.Int8,
+    "other_origin": pl.String,
+    "other_confidence": pl.Float64,
+}
+"""One row per image whose sources disagree: what was kept and what was overruled."""
+MANIFEST_ROWS: Schema = {
+    "split": pl.String,
+    "file": pl.String,  # manifest path
+    "line": pl.Int64,  # 1-based, header is line 1
+    "raw": pl.String,  # the source cell as written
+    "source": pl.String,  # cleaned; "" for an empty cell
+    "id": pl.Int64,  # image id; null for an empty cell
+    "label": pl.Int8,  # ground-truth label, null elsewhere
+}
+"""Every manifest row ingest read, before download (``tables/manifest_rows``)."""
+GROUND_TRUTH_SPLIT: Schema = {
+    "id": pl.Int64,
+    "source": pl.String,
+    "path": pl.String,
+    "label": pl.Int8,
+    "role": pl.String,  # "training" | "exam" | "honeypot"
+}
+"""The ground truth shared out between the crowd's training, exam and honeypots."""
+TASKS: Schema = {"id": pl.Int64, "source": pl.String, "path": pl.String, "priority": pl.Int32}
+"""The crowd campaign's tasks: the shortlist joined to its images."""
+BANS: Schema = {
+    "worker": pl.String,
+    "rule": pl.String,  # "fast" | "honeypot" | "majority"
+    "detail": pl.String,
+    "at": pl.Datetime("us", "UTC"),
+    "until": pl.Datetime("us", "UTC"),
+}
+"""Quality control's bans: who, by which rule, from when until when."""
+TRAINING: Schema = {
+    "id": pl.Int64,
+    "path": pl.String,  # absolute path of the image file
+    "label": pl.Int8,
+    "confidence": pl.Float64,
+    "origin": pl.String,  # Origin
+}
+"""One row per training image: the final label joined to its file."""
+
+
+def member_votes_schema(names: list[str]) -> dict[str, Any]:
+    """``member_votes`` table: ``id`` and one Int8 column per member (null = not confident)."""
+    return {"id": pl.Int64, **{name: pl.Int8 for name in names}}
+
 
 CONTRACTS: dict[str, Schema] = {
     "images": IMAGES,
@@ -90,6 +153,7 @@ CONTRACTS: dict[str, Schema] = {
     "aggregated": AGGREGATED,
     "workers": WORKERS,
     "final_labels": FINAL_LABELS,
+    "final_conflicts": FINAL_CONFLICTS,
 }
 
 PRODUCED_BY = {
@@ -101,6 +165,7 @@ PRODUCED_BY = {
     "aggregated": "iris aggregate",
     "workers": "iris aggregate",
     "final_labels": "iris propagate",
+    "final_conflicts": "iris propagate",
 }
 
 
@@ -138,3 +203,14 @@ def read(path: Path, schema: Schema | None = None) -> pl.DataFrame:
         raise StageOrderError(f"{path} does not exist yet; run `{maker}` first")
     frame = pl.read_parquet(path)
     return check(frame, schema, where=str(path)) if schema else frame
+
+
+__all__ = [
+    "ORIGINS",
+    "SPLITS",
+    "STATUSES",
+    "Origin",
+    "Split",
+    "Status",
+    "initial_status",
+]

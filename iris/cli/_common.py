@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from iris.config import Settings, load_settings
+from iris.contract import StageContext
 from iris.workdir import Workdir, find_workdir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,6 +34,25 @@ class CliState:
         names the flag that set it, and warnings go to stderr as one line each."""
         return load_settings(self.workdir.root, overrides=overrides, flags=_command_flags(), warn=_warn_line)
 
+    def context(
+        self, *, options: dict[str, Any] | None = None, quiet: bool = False, **overrides: dict[str, Any]
+    ) -> StageContext:
+        """A stage context with the command's flag overrides merged into the settings.
+
+        Use it as ``with state.context(section={...}) as ctx: report = run(ctx)``; the
+        store is opened on first use and closed on the way out.
+
+        Args:
+            options: per-run inputs that are not settings (see :class:`StageContext`).
+            quiet: drop the stage's progress lines (``--json`` prints only the JSON).
+        """
+        return StageContext(
+            self.workdir,
+            self.settings(**overrides),
+            echo=_silent if quiet else click.echo,
+            options=options,
+        )
+
 
 def _command_flags() -> dict[str, str]:
     """``{parameter name: "--flag"}`` of the running command."""
@@ -46,6 +66,10 @@ def _command_flags() -> dict[str, str]:
 
 def _warn_line(message: str) -> None:
     click.echo(f"iris: warning: {message}", err=True)
+
+
+def _silent(_line: str) -> None:
+    """An echo sink that drops what it is given."""
 
 
 pass_state = click.make_pass_decorator(CliState, ensure=True)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
-
 import click
 
 from iris.cli._common import CliState, LazyChoice, echo_table, json_option, pass_state
@@ -13,7 +10,7 @@ from iris.cli._common import CliState, LazyChoice, echo_table, json_option, pass
 @click.command("aggregate")
 @click.option(
     "--method",
-    type=LazyChoice("iris.aggregate", "AGGREGATORS", metavar="METHOD"),
+    type=LazyChoice("iris.crowd.aggregation", "AGGREGATORS", metavar="METHOD"),
     default=None,
     help="Aggregation method (default from iris.toml: aggregate.method).",
 )
@@ -26,17 +23,16 @@ from iris.cli._common import CliState, LazyChoice, echo_table, json_option, pass
 @pass_state
 def aggregate_command(state: CliState, method: str | None, honeypots: bool | None, as_json: bool) -> None:
     """Aggregate tables/answers into tables/aggregated and tables/workers."""
-    from iris.aggregate import aggregate_workdir
+    from iris.aggregate import run
 
-    workdir = state.workdir
-    settings = state.settings(aggregate={"method": method, "use_honeypots": honeypots})
-    report = aggregate_workdir(workdir, settings)
+    with state.context(aggregate={"method": method, "use_honeypots": honeypots}) as ctx:
+        report = run(ctx)
     if as_json:
-        click.echo(json.dumps(asdict(report), indent=2))
+        click.echo(report.to_json())
         return
-    rows = [{"what": k.replace("_", " "), "value": v} for k, v in asdict(report).items()]
+    rows = [{"what": k.replace("_", " "), "value": v} for k, v in report.as_dict().items()]
     echo_table(rows, title="aggregated")
-    click.echo(f"\nwrote {workdir.table('aggregated')} and {workdir.table('workers')}")
+    click.echo(f"\nwrote {ctx.workdir.table('aggregated')} and {ctx.workdir.table('workers')}")
 
 
 COMMANDS = [aggregate_command]

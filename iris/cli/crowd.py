@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from iris.cli._common import CliState, echo_table, json_option, pass_state
-from iris.crowd import campaign
-from iris.crowd.backends.base import BACKENDS, CampaignStatus
+from iris.cli._common import CliState, LazyChoice, echo_table, json_option, pass_state
+from iris.contract import report_dict
+
+if TYPE_CHECKING:  # the campaign imports polars and numpy: keep them out of the CLI's start-up
+    from iris.crowd.backends.base import CampaignStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,7 +28,7 @@ def _backend_options(func: F) -> F:
     )(func)
     return click.option(
         "--backend",
-        type=click.Choice(sorted(BACKENDS)),
+        type=LazyChoice("iris.crowd.backends.base", "BACKENDS", metavar="BACKEND"),
         default=None,
         help="Crowd backend (default from iris.toml).",
     )(func)  # type: ignore[return-value]
@@ -40,7 +41,7 @@ def _settings(state: CliState, backend: str | None = None, answer_key: Path | No
 
 def _echo_status(st: CampaignStatus, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(asdict(st), default=str, indent=2))
+        click.echo(json.dumps(report_dict(st), indent=2))
         return
     rows: list[dict[str, Any]] = [
         {"what": "backend", "value": st.backend},
@@ -66,9 +67,11 @@ def crowd_group() -> None:
 @pass_state
 def plan_command(state: CliState, backend: str | None, answer_key: Path | None, as_json: bool) -> None:
     """Show what a launch would create and what it would cost; changes nothing."""
+    from iris.crowd import campaign
+
     plan = campaign.plan(state.workdir, _settings(state, backend, answer_key))
     if as_json:
-        click.echo(json.dumps(asdict(plan), indent=2))
+        click.echo(json.dumps(report_dict(plan), indent=2))
         return
     rows: list[dict[str, Any]] = [
         {"what": "tasks", "value": plan.tasks},
@@ -101,6 +104,8 @@ def launch_command(
     state: CliState, backend: str | None, answer_key: Path | None, restart: bool, as_json: bool
 ) -> None:
     """Launch the campaign, or resume the one already launched (never buys anything twice)."""
+    from iris.crowd import campaign
+
     st = campaign.launch(state.workdir, _settings(state, backend, answer_key), restart=restart)
     _echo_status(st, as_json)
 
@@ -110,6 +115,8 @@ def launch_command(
 @pass_state
 def status_command(state: CliState, as_json: bool) -> None:
     """Progress of the campaign."""
+    from iris.crowd import campaign
+
     _echo_status(campaign.status(state.workdir, state.settings()), as_json)
 
 
@@ -118,6 +125,8 @@ def status_command(state: CliState, as_json: bool) -> None:
 @pass_state
 def collect_command(state: CliState, as_json: bool) -> None:
     """Write the answers collected so far to tables/answers.parquet."""
+    from iris.crowd import campaign
+
     workdir = state.workdir
     collected = campaign.collect(workdir, state.settings())
     a = collected.answers
@@ -140,6 +149,8 @@ def collect_command(state: CliState, as_json: bool) -> None:
 @pass_state
 def stop_command(state: CliState, as_json: bool) -> None:
     """Close the campaign's pools."""
+    from iris.crowd import campaign
+
     _echo_status(campaign.stop(state.workdir, state.settings()), as_json)
 
 
@@ -152,7 +163,7 @@ def report_command(state: CliState, as_json: bool) -> None:
 
     summary, png = crowd_report(state.workdir, state.settings())
     if as_json:
-        click.echo(json.dumps({**asdict(summary), "png": str(png)}, indent=2))
+        click.echo(json.dumps({**report_dict(summary), "png": str(png)}, indent=2))
         return
     bans = ", ".join(f"{k} {v}" for k, v in summary.bans_by_rule.items()) or "none"
     rows: list[dict[str, Any]] = [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from iris.cli._common import CliState, backbone_options, json_option, pass_state
@@ -31,25 +29,19 @@ def embed_command(
 
     Re-running keeps an up-to-date model and embeds only images not embedded yet.
     """
-    from iris.embed.stage import embed
-    from iris.store import open_store
+    from iris.embed.stage import run
 
-    settings = state.settings(
-        embed={
-            "backbone": backbone,
-            "weights": weights,
-            "finetune_epochs": finetune_epochs,
-            "image_size": image_size,
-            "batch_size": batch_size,
-        }
-    )
-    store = open_store(state.workdir, settings)
-    try:
-        report = embed(state.workdir, settings, store)
-    finally:
-        store.close()
+    overrides = {
+        "backbone": backbone,
+        "weights": weights,
+        "finetune_epochs": finetune_epochs,
+        "image_size": image_size,
+        "batch_size": batch_size,
+    }
+    with state.context(embed=overrides) as ctx:
+        report = run(ctx)
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
+        click.echo(report.to_json())
         return
     model = "kept (settings unchanged)" if report.model_reused else "built"
     click.echo(f"model: {report.backbone} at {report.image_size}px, {report.dim}-d, {model}")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from iris.cli._common import CliState, echo_table, json_option, pass_state
-from iris.data.ingest import ingest
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -46,7 +43,11 @@ def ingest_command(
     Splits left out of a re-run keep the manifests of the last run; images already in
     the work directory are not fetched again.
     """
-    settings = state.settings(
+    from iris.data.ingest import run
+
+    manifests = {"ground_truth": ground_truth, "pool": list(pool), "test": test}
+    with state.context(
+        options={"manifests": manifests},
         task={
             "source_column": source_column,
             "label_column": label_column,
@@ -54,10 +55,10 @@ def ingest_command(
             "negative": negative,
         },
         ingest={"concurrency": concurrency, "workers": workers},
-    )
-    report = ingest(state.workdir, settings, ground_truth=ground_truth, pool=list(pool), test=test)
+    ) as ctx:
+        report = run(ctx)
     if as_json:
-        click.echo(json.dumps(asdict(report), indent=2))
+        click.echo(report.to_json())
         return
     echo_table(report.rows(), title="images")
     click.echo()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import click
@@ -24,11 +22,12 @@ from iris.cli._common import CliState, json_option, pass_state
 def predict_command(state: CliState, out: Path | None, probabilities: bool, as_json: bool) -> None:
     """Run the final model (ONNX Runtime) over the test manifest and write one row per test
     row, in the input's format (e.g. downloadUrl,is_conifer with TRUE/FALSE)."""
-    from iris.train.predict import predict_workdir
+    from iris.train.predict import run
 
-    report = predict_workdir(state.workdir, state.settings(), out=out, probabilities=probabilities)
+    with state.context(options={"out": out, "probabilities": probabilities}) as ctx:
+        report = run(ctx)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
+        click.echo(report.to_json())
         return
     speed = "" if report.images_per_second is None else f" at {report.images_per_second:.0f} images/s"
     click.echo(

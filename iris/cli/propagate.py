@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-
 import click
 
 from iris.cli._common import CliState, echo_table, json_option, pass_state, seed_option
@@ -24,17 +21,12 @@ def propagate_command(
 
     Writes tables/final_labels.parquet and tables/final_conflicts.parquet.
     """
-    from iris.propagate import propagate
-    from iris.store import open_store
+    from iris.propagate import run
 
-    settings = state.settings(propagate={"ks": ks, "folds": folds, "seed": seed})
-    store = open_store(state.workdir, settings)
-    try:
-        report = propagate(state.workdir, settings, store)
-    finally:
-        store.close()
+    with state.context(propagate={"ks": ks, "folds": folds, "seed": seed}) as ctx:
+        report = run(ctx)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(report), indent=2))
+        click.echo(report.to_json())
         return
     labeled = ", ".join(f"{origin} {n}" for origin, n in report.labeled.items())
     conflicts = ", ".join(f"{kind} {n}" for kind, n in report.conflicts.items()) or "none"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from iris.cli._common import CliState, echo_table, json_option, pass_state, seed_option
-from iris.pseudolabel.members import METRICS, WEIGHTINGS
+from iris.vocabulary import METRICS, WEIGHTINGS
 
-if TYPE_CHECKING:  # the stages import scikit-learn: keep them out of the CLI's start-up
+if TYPE_CHECKING:  # the stages import numpy and scikit-learn: keep them out of the CLI's start-up
     from iris.pseudolabel.stage import PseudolabelReport
     from iris.select import SelectReport
 
@@ -87,18 +88,17 @@ def _estimate_line(report: PseudolabelReport) -> str:
     )
 
 
-def _as_dict(report: Any) -> dict[str, Any]:
-    return {name: getattr(report, name) for name in report.__dataclass_fields__}
-
-
-def _echo(pl_report: PseudolabelReport | None, sel: SelectReport | None, as_json: bool) -> None:
+def _echo(
+    pl_report: PseudolabelReport | None, sel: SelectReport | None, map_path: Path | None, as_json: bool
+) -> None:
     if as_json:
         data: dict[str, Any] = {}
         if pl_report:
-            data["pseudolabel"] = _as_dict(pl_report)
+            data["pseudolabel"] = pl_report.as_dict()
         if sel:
-            data["select"] = _as_dict(sel)
-        click.echo(json.dumps(data, indent=2, default=str))
+            data["select"] = sel.as_dict()
+        data["map_path"] = None if map_path is None else str(map_path)
+        click.echo(json.dumps(data, indent=2))
         return
     echo_table(_rows(pl_report, sel))
     if pl_report:
@@ -106,8 +106,8 @@ def _echo(pl_report: PseudolabelReport | None, sel: SelectReport | None, as_json
     seconds = (pl_report.seconds if pl_report else 0) + (sel.seconds if sel else 0)
     qdrant = (pl_report.qdrant_seconds if pl_report else 0) + (sel.qdrant_seconds if sel else 0)
     click.echo(f"{seconds:.1f} s, of which {qdrant:.1f} s in Qdrant")
-    if sel and sel.map_path:
-        click.echo(f"map: {sel.map_path}")
+    if map_path is not None:
+        click.echo(f"map: {map_path}")
 
 
 def _select_overrides(neighbours: int | None, budget: int | None, map_points: int | None) -> dict[str, Any]:
@@ -157,11 +157,11 @@ def pseudolabel_command(
 ) -> None:
     """Label the pool automatically where the kNN ensemble and seeded KMeans agree, then
     shortlist the problematic images and their neighbours for the crowd."""
-    from iris.pseudolabel.stage import pseudolabel
-    from iris.select import select
-    from iris.store import open_store
+    from iris.pseudolabel import stage
+    from iris.report.embedding_map import embedding_map
+    from iris.select import run as select
 
-    settings = state.settings(
+    with state.context(
         pseudolabel={
             "members": list(members) or None,
             "confidence": confidence,
@@ -171,14 +171,11 @@ def pseudolabel_command(
             "seed": seed,
         },
         select=_select_overrides(neighbours, budget, map_points),
-    )
-    store = open_store(state.workdir, settings)
-    try:
-        report = pseudolabel(state.workdir, settings, store)
-        sel = select(state.workdir, settings, store) if then_select else None
-    finally:
-        store.close()
-    _echo(report, sel, as_json)
+    ) as ctx:
+        report = stage.run(ctx)
+        sel = select(ctx) if then_select else None
+        map_path = embedding_map(ctx.workdir, ctx.settings, ctx.store) if then_select else None
+    _echo(report, sel, map_path, as_json)
 
 
 @click.command("select")
@@ -190,16 +187,13 @@ def select_command(
 ) -> None:
     """Shortlist the problematic images and every image with one among its nearest
     neighbours (after `iris pseudolabel`)."""
-    from iris.select import select
-    from iris.store import open_store
+    from iris.report.embedding_map import embedding_map
+    from iris.select import run
 
-    settings = state.settings(select=_select_overrides(neighbours, budget, map_points))
-    store = open_store(state.workdir, settings)
-    try:
-        sel = select(state.workdir, settings, store)
-    finally:
-        store.close()
-    _echo(None, sel, as_json)
+    with state.context(select=_select_overrides(neighbours, budget, map_points)) as ctx:
+        sel = run(ctx)
+        map_path = embedding_map(ctx.workdir, ctx.settings, ctx.store)
+    _echo(None, sel, map_path, as_json)
 
 
 COMMANDS = [pseudolabel_command, select_command]

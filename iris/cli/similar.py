@@ -10,7 +10,7 @@ import click
 
 from iris.cli._common import CliState, echo_table, json_option, pass_state
 from iris.cli.store import store_options, store_settings
-from iris.store.base import SPLITS, STATUSES
+from iris.vocabulary import ORIGINS, SPLITS, STATUSES
 
 
 @click.command("similar")
@@ -22,10 +22,25 @@ from iris.store.base import SPLITS, STATUSES
     "-k", "k", type=click.IntRange(min=1, max=1000), default=10, show_default=True, help="Neighbours."
 )
 @click.option(
-    "--split", "splits", multiple=True, type=click.Choice(SPLITS), help="Only this split (repeatable)."
+    "--split",
+    "splits",
+    multiple=True,
+    type=click.Choice(SPLITS),
+    help="Only this split (repeatable).",
 )
 @click.option(
-    "--status", "statuses", multiple=True, type=click.Choice(STATUSES), help="Only this status (repeatable)."
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUSES),
+    help="Only this pipeline status (repeatable).",
+)
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    type=click.Choice(ORIGINS),
+    help="Only final labels of this origin (repeatable).",
 )
 @click.option("--label", type=click.IntRange(0, 1), default=None, help="Only images with this label.")
 @click.option("--exact", is_flag=True, help="Exact search instead of HNSW.")
@@ -42,6 +57,7 @@ def similar_command(
     k: int,
     splits: tuple[str, ...],
     statuses: tuple[str, ...],
+    origins: tuple[str, ...],
     label: int | None,
     exact: bool,
     grid: Path | None,
@@ -61,18 +77,15 @@ def similar_command(
     vector = None
     if image is not None:
         vector = _encode(state, image)
-    store = open_store(state.workdir, settings)
-    try:
+    with open_store(state.workdir, settings) as store:
         result = find_similar(
             store,
             point_id=point_id,
             vector=vector,
             k=k,
-            flt=similar_filter(splits=splits, statuses=statuses, label=label),
+            flt=similar_filter(splits=splits, statuses=statuses, origins=origins, label=label),
             exact=exact,
         )
-    finally:
-        store.close()
     rows = [
         {
             "id": hit.id,
@@ -80,6 +93,7 @@ def similar_command(
             "split": hit.payload.get("split"),
             "label": hit.payload.get("label"),
             "status": hit.payload.get("status"),
+            "origin": hit.payload.get("origin"),
             "source": hit.payload.get("source"),
         }
         for hit in result.hits

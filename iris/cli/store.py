@@ -54,12 +54,8 @@ def info_command(
     from iris.store import open_store
     from iris.store.copy import describe
 
-    settings = store_settings(state, qdrant_url, api_key, collection)
-    store = open_store(state.workdir, settings)
-    try:
+    with open_store(state.workdir, store_settings(state, qdrant_url, api_key, collection)) as store:
         info = describe(store)
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -72,6 +68,9 @@ def info_command(
         echo_table(rows)
         click.echo()
         echo_table([{"status": k, "points": v} for k, v in info["by_status"].items()])
+        if info["by_origin"]:
+            click.echo()
+            echo_table([{"label origin": k, "points": v} for k, v in info["by_origin"].items()])
 
 
 @store_group.command("snapshot")
@@ -88,12 +87,8 @@ def snapshot_command(
     """
     from iris.store import open_store
 
-    settings = store_settings(state, qdrant_url, api_key, collection)
-    store = open_store(state.workdir, settings)
-    try:
+    with open_store(state.workdir, store_settings(state, qdrant_url, api_key, collection)) as store:
         written = store.snapshot(out)
-    finally:
-        store.close()
     size = written.stat().st_size / 2**20
     click.echo(f"wrote {written} ({size:.1f} MiB)")
 
@@ -110,11 +105,8 @@ def restore_command(state: CliState, snapshot: Path, collection: str | None) -> 
     from iris.store.edge import restore_snapshot
 
     name = collection or state.settings().store.collection
-    store = restore_snapshot(snapshot, state.workdir.qdrant, collection=name)
-    try:
+    with restore_snapshot(snapshot, state.workdir.qdrant, collection=name) as store:
         click.echo(f"restored {store.count()} points into collection {name!r} ({store.path})")
-    finally:
-        store.close()
 
 
 @store_group.command("copy-to-server")
@@ -143,21 +135,17 @@ def copy_command(
     from iris.store.server import ServerStore
 
     conf = state.settings(store={"batch_size": batch_size}).store
-    source = EdgeStore(state.workdir.qdrant, collection=conf.collection)
-    try:
-        target = ServerStore.connect(
+    with (
+        EdgeStore(state.workdir.qdrant, collection=conf.collection) as source,
+        ServerStore.connect(
             url,
             api_key=api_key or "",
             collection=collection or conf.collection,
             timeout_s=conf.timeout_s,
             batch_size=conf.batch_size,
-        )
-        try:
-            report = copy_store(source, target, batch=conf.batch_size)
-        finally:
-            target.close()
-    finally:
-        source.close()
+        ) as target,
+    ):
+        report = copy_store(source, target, batch=conf.batch_size)
     if as_json:
         click.echo(json.dumps({"url": url, "collection": collection or conf.collection, **vars(report)}))
         return

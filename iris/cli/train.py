@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-
 import click
 
 from iris.cli._common import CliState, LazyChoice, backbone_options, json_option, pass_state, seed_option
@@ -50,12 +47,16 @@ def train_command(state: CliState, restart: bool, as_json: bool, **options: obje
     Checkpoints every epoch (models/classifier/last.pt, best.pt); an interrupted run
     resumes where it stopped. Metrics per epoch are printed and drawn in reports/training.png.
     """
-    from iris.train.loop import train_workdir
+    from iris.report.training import TrainingPlot
+    from iris.train.loop import run
 
-    settings = state.settings(train=dict(options))
-    result = train_workdir(state.workdir, settings, restart=restart, log=None if as_json else click.echo)
+    workdir = state.workdir
+    hook = TrainingPlot(workdir.reports / "training.png")
+    run_options = {"restart": restart, "on_epoch": hook}
+    with state.context(options=run_options, quiet=as_json, train=dict(options)) as ctx:
+        result = run(ctx)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        click.echo(result.to_json())
         return
     accuracy = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.4f}"
     per_epoch = "" if result.seconds_per_epoch is None else f", {result.seconds_per_epoch:.1f} s/epoch"

@@ -9,7 +9,8 @@
   ``web``;
 * :mod:`iris.crowd.web_server` — the web labeler served by uvicorn;
 * :mod:`iris.crowd.web_load` — scripted people over HTTP, for the labeler's load tests;
-* :mod:`iris.crowd.campaign` — plan / launch / status / collect / stop with state in ``WORK/crowd``.
+* :mod:`iris.crowd.campaign` — plan / launch / status / collect / stop with state in ``WORK/crowd``;
+* :mod:`iris.crowd.stage` — the crowd stage of ``iris run`` (launch, then collect).
 """
 
 from iris.crowd.spec import CampaignSpec, split_ground_truth

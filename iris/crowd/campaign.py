@@ -26,6 +26,7 @@ import polars as pl
 
 from iris import tables
 from iris.config import Settings
+from iris.contract import StageReport
 from iris.crowd.backends.base import (
     Backend,
     CampaignInputs,
@@ -39,7 +40,7 @@ from iris.crowd.spec import GROUND_TRUTH_SPLIT, CampaignSpec, split_ground_truth
 from iris.errors import CrowdError
 from iris.workdir import Workdir
 
-TASKS: tables.Schema = {"id": pl.Int64, "source": pl.String, "path": pl.String, "priority": pl.Int32}
+TASKS = tables.TASKS
 
 
 def build_inputs(workdir: Workdir, settings: Settings) -> CampaignInputs:
@@ -225,8 +226,14 @@ def read_gold(workdir: Workdir) -> pl.DataFrame:
     return gt.filter(pl.col("role") == "honeypot").select(pl.col("id").alias("task"), "label")
 
 
+def bans_by_rule(bans: pl.DataFrame) -> dict[str, int]:
+    """How many bans each quality-control rule made (BANS rows), by rule name."""
+    counts = bans.group_by("rule").len().sort("rule")
+    return dict(zip(counts["rule"].to_list(), counts["len"].to_list(), strict=True))
+
+
 @dataclass(frozen=True)
-class CampaignReport:
+class CampaignReport(StageReport):
     """A campaign in numbers (what ``iris run`` records for the crowd stage)."""
 
     backend: str
@@ -242,30 +249,3 @@ class CampaignReport:
     cost: float
     next_step: str = ""
     """What the user does to move an unfinished campaign on (serve it, invite people…)."""
-
-
-def run_campaign(workdir: Workdir, settings: Settings) -> CampaignReport:
-    """Launch (or resume) the campaign and collect its answers: what ``iris run`` calls.
-
-    For the simulated crowd this runs the whole campaign (a killed run resumes without
-    buying any page twice); for Toloka it collects what has been accepted so far.
-    """
-    launch(workdir, settings)
-    collected = collect(workdir, settings)
-    st = status(workdir, settings)
-    answers = collected.answers
-    by_rule = collected.bans.group_by("rule").len().sort("rule")
-    return CampaignReport(
-        backend=st.backend,
-        state=st.state,
-        tasks=st.tasks_total,
-        tasks_done=st.tasks_done,
-        pages=st.pages,
-        answers=answers.height,
-        honeypot_answers=int(answers["is_honeypot"].sum()),
-        workers=st.workers,
-        banned=collected.bans.height,
-        bans_by_rule=dict(zip(by_rule["rule"].to_list(), by_rule["len"].to_list(), strict=True)),
-        cost=st.cost,
-        next_step=str(st.detail.get("next_step", "")),
-    )

@@ -20,14 +20,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from iris.crowd.spec import FastRule, HoneypotRule, MajorityRule, QualityRules
-
-BANS: dict[str, pl.DataType | type[pl.DataType]] = {
-    "worker": pl.String,
-    "rule": pl.String,  # "fast" | "honeypot" | "majority"
-    "detail": pl.String,
-    "at": pl.Datetime("us", "UTC"),
-    "until": pl.Datetime("us", "UTC"),
-}
+from iris.tables import BANS
 
 
 def fast_pages(answers: pl.DataFrame, rule: FastRule) -> pl.DataFrame:

@@ -19,16 +19,9 @@ import polars as pl
 
 from iris.config import Settings
 from iris.errors import CrowdError
+from iris.tables import GROUND_TRUTH_SPLIT
 
 Role = Literal["training", "exam", "honeypot"]
-
-GROUND_TRUTH_SPLIT: dict[str, pl.DataType | type[pl.DataType]] = {
-    "id": pl.Int64,
-    "source": pl.String,
-    "path": pl.String,
-    "label": pl.Int8,
-    "role": pl.String,  # "training" | "exam" | "honeypot"
-}
 
 
 @dataclass(frozen=True)

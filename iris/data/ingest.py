@@ -39,32 +39,25 @@ import polars as pl
 
 from iris import tables
 from iris.config import IngestSettings, Settings, TaskSettings
+from iris.contract import StageContext, StageReport
 from iris.data.download import Location, fetch, make_client, resolve
 from iris.data.ids import image_id
 from iris.data.manifest import Manifest, read_manifest
+from iris.data.records import load_ingest_record, record_path
 from iris.data.validate import Limits, Outcome, inspect_saved, process_bytes, process_files
-from iris.errors import InputError, StageOrderError
+from iris.errors import InputError
 from iris.progress import bar
 from iris.workdir import Workdir
 
-SPLITS = ("gt", "pool", "test")
+SPLITS = tables.SPLITS
 SPLIT_NAMES = {"gt": "ground truth", "pool": "pool", "test": "test"}
-RECORD_FILE = "ingest.json"
 JOURNAL_FILE = "ingest_journal.jsonl"
-MANIFEST_ROWS: tables.Schema = {
-    "split": pl.String,
-    "file": pl.String,  # manifest path
-    "line": pl.Int64,  # 1-based, header is line 1
-    "raw": pl.String,  # the source cell as written
-    "source": pl.String,  # cleaned; "" for an empty cell
-    "id": pl.Int64,  # image id; null for an empty cell
-    "label": pl.Int8,  # ground-truth label, null elsewhere
-}
+MANIFEST_ROWS = tables.MANIFEST_ROWS
 _LOCAL_BATCH = 32
 
 
 @dataclass(frozen=True)
-class IngestReport:
+class IngestReport(StageReport):
     """What an ingest did."""
 
     counts: dict[str, int]
@@ -124,40 +117,6 @@ class _Journal:
         self._file.close()
 
 
-def _record_path(workdir: Workdir) -> Path:
-    return workdir.tables / RECORD_FILE
-
-
-def load_ingest_record(workdir: Workdir) -> dict[str, Any]:
-    """The manifests and columns the last ingest used (``tables/ingest.json``).
-
-    Shape::
-
-        {"version": 1, "ingested_at": "...",
-         "task": {"source_column", "label_column", "positive", "negative"},
-         "splits": {"gt" | "pool" | "test": [
-             {"path", "format": "tsv" | "csv" | "xlsx" | "list", "header", "delimiter",
-              "columns", "source_column", "label_column", "positive", "negative", "rows"}]}}
-
-    Raises:
-        StageOrderError: ingest has not run in this work directory.
-    """
-    path = _record_path(workdir)
-    if not path.exists():
-        raise StageOrderError(f"{path} does not exist yet; run `iris ingest` first")
-    record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return record
-
-
-def load_manifest_rows(workdir: Workdir, split: str | None = None) -> pl.DataFrame:
-    """Every manifest row with its image id, in manifest order (columns: ``MANIFEST_ROWS``).
-
-    ``iris predict`` uses the test rows to answer each row of the test manifest, in order.
-    """
-    frame = tables.read(workdir.table("manifest_rows"), MANIFEST_ROWS)
-    return frame.filter(pl.col("split") == split) if split else frame
-
-
 def _plan(
     workdir: Workdir,
     task: TaskSettings,
@@ -166,7 +125,7 @@ def _plan(
     test: Path | None,
 ) -> dict[str, list[Manifest]]:
     previous: dict[str, Any] = {}
-    if _record_path(workdir).exists():
+    if record_path(workdir).exists():
         previous = load_ingest_record(workdir).get("splits", {})
     given = {"gt": [ground_truth] if ground_truth else [], "pool": list(pool), "test": [test] if test else []}
     manifests: dict[str, list[Manifest]] = {}
@@ -407,7 +366,7 @@ def _write_record(workdir: Workdir, task: TaskSettings, manifests: dict[str, lis
         },
         "splits": splits,
     }
-    path = _record_path(workdir)
+    path = record_path(workdir)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -519,3 +478,16 @@ def _compact_journal(workdir: Workdir, images_frame: pl.DataFrame) -> None:
         for image, (width, height, sha) in known.items():
             handle.write(json.dumps({"id": image, "width": width, "height": height, "sha256": sha}) + "\n")
     os.replace(tmp, path)
+
+
+def run(ctx: StageContext) -> IngestReport:
+    """The ingest stage: the manifests are ``ctx.options["manifests"]`` (``ground_truth``,
+    ``pool`` list, ``test``; a split left out keeps the manifests of the last run)."""
+    given = ctx.options.get("manifests") or {}
+    return ingest(
+        ctx.workdir,
+        ctx.settings,
+        ground_truth=Path(given["ground_truth"]) if given.get("ground_truth") else None,
+        pool=[Path(p) for p in given.get("pool") or []],
+        test=Path(given["test"]) if given.get("test") else None,
+    )

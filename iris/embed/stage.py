@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import torch
 
 from iris import tables
 from iris.config import Settings
+from iris.contract import StageContext, StageReport
 from iris.embed.backbones import build_pixel_net, get_backbone
 from iris.embed.encoder import CHECKPOINT_FILE, META_FILE, ONNX_FILE, Encoder, read_meta
 from iris.embed.export import check_parity, export_onnx
@@ -39,6 +40,7 @@ from iris.embed.images import load_batch
 from iris.errors import InputError
 from iris.progress import bar
 from iris.store.base import Filter, Payload, VectorStore
+from iris.tables import initial_status
 from iris.workdir import Workdir
 
 PARITY_IMAGES = 16
@@ -47,7 +49,7 @@ PREFETCH_BATCHES = 3
 
 
 @dataclass(frozen=True)
-class EmbedReport:
+class EmbedReport(StageReport):
     """What ``embed`` did."""
 
     backbone: str
@@ -71,9 +73,6 @@ class EmbedReport:
     images_per_second: float
     provider: str
     fingerprint: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def model_config(settings: Settings, images: pl.DataFrame) -> dict[str, Any]:
@@ -184,17 +183,11 @@ def payload_for(row: dict[str, Any], fingerprint: str, trained_ids: frozenset[in
     """
     label = row["label"]
     has_label = label is not None
-    if row["split"] == "test":
-        status = "test"
-    elif has_label:
-        status = "gt"
-    else:
-        status = "unlabeled"
     payload: Payload = {
         "split": row["split"],
         "source": row["source"],
         "has_label": has_label,
-        "status": status,
+        "status": initial_status(row["split"], has_label).value,
         "embedder": fingerprint,
     }
     if has_label:
@@ -290,3 +283,8 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
         provider=encoder.provider,
         fingerprint=fingerprint,
     )
+
+
+def run(ctx: StageContext) -> EmbedReport:
+    """The embed stage (:func:`embed` into ``ctx.store``)."""
+    return embed(ctx.workdir, ctx.settings, ctx.store)

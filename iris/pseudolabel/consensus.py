@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from iris.pseudolabel.knn import NO_LABEL
+from iris.neighbours import NO_LABEL
+from iris.tables import Status
 
-AUTO = "auto"
-PROBLEMATIC = "problematic"
+AUTO = Status.AUTO.value
+PROBLEMATIC = Status.PROBLEMATIC.value
 
 
 def consensus(

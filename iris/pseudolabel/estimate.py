@@ -6,7 +6,8 @@ Each labeled image is labeled as if it were a pool image, without its own label:
   ``k_max + 1`` neighbours and drop themselves, then vote through the same
   :func:`~iris.pseudolabel.knn.ensemble_vote` as the pool.
 * clustering: **k-fold**. Refitting KMeans once per labeled image would cost n fits, so
-  the labeled images are split into folds; each fold is clustered with the other folds'
+  the labeled images are split into folds (:func:`iris.neighbours.assign_folds`, the
+  same split as propagation's cross-validation); each fold is clustered with the other folds'
   seeds only (same :class:`~iris.pseudolabel.kmeans.SeededKMeans`, same pool), and its
   images take the label of the cluster they fall in.
 
@@ -29,9 +30,10 @@ import numpy as np
 import numpy.typing as npt
 
 from iris.errors import InputError
+from iris.neighbours import NO_LABEL, assign_folds
 from iris.pseudolabel.consensus import consensus
 from iris.pseudolabel.kmeans import SeededKMeans
-from iris.pseudolabel.knn import NO_LABEL, ensemble_vote
+from iris.pseudolabel.knn import ensemble_vote
 from iris.pseudolabel.members import Member
 from iris.store.base import Distance, Hit
 
@@ -94,10 +96,11 @@ def kfold_cluster_labels(
     if m < 2:
         raise InputError(f"k-fold estimate: {m} labeled image(s), expected at least 2")
     folds = max(2, min(folds, m))
-    order = np.random.default_rng(seed).permutation(m)
+    fold_of = assign_folds(m, folds, seed)
     result = np.full(m, NO_LABEL, dtype=np.int64)
-    for fold in np.array_split(order, folds):
-        train = np.setdiff1d(np.arange(m), fold)
+    for number in range(folds):
+        fold = np.flatnonzero(fold_of == number)
+        train = np.flatnonzero(fold_of != number)
         model = SeededKMeans(max_iter=max_iter, random_state=seed).fit(
             vectors, vectors[labeled_rows[train]], labels[train]
         )

@@ -10,8 +10,6 @@ those pool points. Labeled points and test points are never touched.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,109 +18,31 @@ import numpy.typing as npt
 import polars as pl
 
 from iris.config import Settings
-from iris.errors import StageOrderError, StoreError
-from iris.progress import bar
+from iris.contract import StageContext, StageReport
+from iris.errors import StageOrderError
+from iris.neighbours import NO_LABEL
 from iris.pseudolabel.consensus import AUTO, consensus
 from iris.pseudolabel.estimate import Estimate, kfold_cluster_labels, leave_one_out
 from iris.pseudolabel.kmeans import SeededKMeans, normalise
-from iris.pseudolabel.knn import NO_LABEL, ensemble_vote
+from iris.pseudolabel.knn import ensemble_vote
 from iris.pseudolabel.members import parse_members
-from iris.store.base import Distance, Exported, Filter, Hit, Payload, VectorStore
-from iris.tables import PSEUDOLABELS, check, write
+from iris.stagekit import (
+    CLUSTERED_SPLITS,
+    LABELED,
+    N_CLASSES,
+    Points,
+    Stopwatch,
+    batched_query,
+    read_points,
+    store_distance,
+)
+from iris.store.base import Distance, Payload, VectorStore
+from iris.tables import PSEUDOLABELS, check, member_votes_schema, write
 from iris.workdir import Workdir
 
-N_CLASSES = 2
-LABELED = Filter(must={"has_label": True, "split": ["gt", "pool"]})
-"""The points kNN members vote with: anything labeled, never a test image."""
-CLUSTERED_SPLITS = ("gt", "pool")
-
-
-@dataclass
-class Stopwatch:
-    """Seconds spent inside the vector store, summed over calls."""
-
-    seconds: float = 0.0
-
-    @contextmanager
-    def timing(self) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds += time.perf_counter() - start
-
 
 @dataclass(frozen=True)
-class Points:
-    """The store's points split by role, rows aligned with ``exported``."""
-
-    exported: Exported
-    split: npt.NDArray[np.str_]
-    labels: npt.NDArray[np.int64]  # NO_LABEL when unknown
-    labeled: npt.NDArray[np.bool_]  # has a label and is not a test image
-    pool: npt.NDArray[np.bool_]  # split == "pool" and no label: what gets pseudo-labeled
-
-
-def read_points(store: VectorStore, watch: Stopwatch) -> Points:
-    """Export the store and sort its points into labeled, pool and the rest.
-
-    Raises:
-        StageOrderError: the store is empty.
-        StoreError: a label that is not a class.
-    """
-    with watch.timing():
-        exported = store.export()
-    if len(exported.ids) == 0:
-        raise StageOrderError("the vector store holds no points; run `iris embed` first")
-    split = np.array([str(p.get("split", "")) for p in exported.payloads])
-    labels = np.full(len(exported.ids), NO_LABEL, dtype=np.int64)
-    for row, payload in enumerate(exported.payloads):
-        label = payload.get("label")
-        if label is None or not payload.get("has_label", True):
-            continue
-        if int(label) not in range(N_CLASSES) or float(label) != int(label):
-            raise StoreError(f"point {exported.ids[row]}: payload label {label!r}, expected 0 or 1")
-        labels[row] = int(label)
-    has_label = labels != NO_LABEL
-    labeled = has_label & np.isin(split, CLUSTERED_SPLITS)
-    pool = (split == "pool") & ~has_label
-    return Points(exported=exported, split=split, labels=labels, labeled=labeled, pool=pool)
-
-
-def store_distance(store: VectorStore) -> Distance:
-    """The collection's distance when the store says (Edge and server do), else cosine."""
-    getter = getattr(store, "distance", None)
-    value = getter() if callable(getter) else None
-    return value or "cosine"
-
-
-def batched_query(
-    store: VectorStore,
-    vectors: npt.NDArray[np.float32],
-    *,
-    k: int,
-    flt: Filter | None,
-    batch_size: int,
-    exact: bool,
-    desc: str,
-    watch: Stopwatch,
-) -> list[list[Hit]]:
-    """``store.query_batch`` over ``vectors`` (n, dim), ``batch_size`` queries a call, with a progress bar."""
-    hits: list[list[Hit]] = []
-    progress = bar(desc=desc, total=len(vectors), unit="img")
-    try:
-        for start in range(0, len(vectors), batch_size):
-            chunk = vectors[start : start + batch_size]
-            with watch.timing():
-                hits.extend(store.query_batch(chunk, k=k, flt=flt, exact=exact))
-            progress.update(len(chunk))
-    finally:
-        progress.close()
-    return hits
-
-
-@dataclass(frozen=True)
-class PseudolabelReport:
+class PseudolabelReport(StageReport):
     """Counts and timings of one pseudolabel run (fractions are of the pool)."""
 
     pool: int
@@ -154,9 +74,8 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
     s = settings.pseudolabel
     members = parse_members(s.members)
     watch = Stopwatch()
-    timings: dict[str, float] = {}
-    points = read_points(store, watch)
-    timings["export"] = watch.seconds
+    with watch.phase("export"):
+        points = read_points(store, watch)
     n_labeled = int(points.labeled.sum())
     if n_labeled < 2:
         raise StageOrderError(
@@ -172,53 +91,49 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
 
     # One batched query per image with the largest k serves every member: each member
     # slices its first k, and metrics differ only in how scores become distances.
-    tic = time.perf_counter()
-    hits = batched_query(
-        store,
-        vectors[pool_rows],
-        k=k_max,
-        flt=LABELED,
-        batch_size=s.batch_size,
-        exact=s.exact,
-        desc="kNN ensemble",
-        watch=watch,
-    )
-    votes = ensemble_vote(
-        hits, members, confidence=s.confidence, quorum=s.quorum, n_classes=N_CLASSES, distance=distance
-    )
-    timings["knn"] = time.perf_counter() - tic
+    with watch.phase("knn"):
+        hits = batched_query(
+            store,
+            vectors[pool_rows],
+            k=k_max,
+            flt=LABELED,
+            batch_size=s.batch_size,
+            exact=s.exact,
+            desc="kNN ensemble",
+            watch=watch,
+        )
+        votes = ensemble_vote(
+            hits, members, confidence=s.confidence, quorum=s.quorum, n_classes=N_CLASSES, distance=distance
+        )
 
-    tic = time.perf_counter()
     clustered_rows = np.flatnonzero(np.isin(points.split, CLUSTERED_SPLITS))
     cluster = np.full(len(pool_rows), -1, dtype=np.int64)
     cluster_label: npt.NDArray[np.int64] | None = None
-    if s.use_kmeans:
-        model = SeededKMeans(max_iter=s.kmeans_max_iter, random_state=s.seed).fit(
-            vectors[clustered_rows], vectors[labeled_rows], points.labels[labeled_rows]
-        )
-        position = np.full(len(points.split), -1, dtype=np.int64)
-        position[clustered_rows] = np.arange(len(clustered_rows))
-        cluster = model.labels_[position[pool_rows]]
-        cluster_label = model.cluster_labels_[cluster]
-    timings["kmeans"] = time.perf_counter() - tic
+    with watch.phase("kmeans"):
+        if s.use_kmeans:
+            model = SeededKMeans(max_iter=s.kmeans_max_iter, random_state=s.seed).fit(
+                vectors[clustered_rows], vectors[labeled_rows], points.labels[labeled_rows]
+            )
+            position = np.full(len(points.split), -1, dtype=np.int64)
+            position[clustered_rows] = np.arange(len(clustered_rows))
+            cluster = model.labels_[position[pool_rows]]
+            cluster_label = model.cluster_labels_[cluster]
 
     auto_label, status = consensus(votes.knn_label, cluster_label)
     ids = points.exported.ids[pool_rows]
     _write_tables(workdir, ids, votes.knn_label, votes.knn_share, cluster, cluster_label, auto_label, status)
     _write_member_votes(workdir, ids, [m.name for m in members], votes.member_labels)
 
-    tic = time.perf_counter()
-    updates: dict[int, Payload] = {
-        int(i): {"pseudo_label": int(a) if a != NO_LABEL else None, "status": str(st)}
-        for i, a, st in zip(ids.tolist(), auto_label.tolist(), status.tolist(), strict=True)
-    }
-    with watch.timing():
-        store.set_payload(updates)
-    timings["payload"] = time.perf_counter() - tic
+    with watch.phase("payload"):
+        updates: dict[int, Payload] = {
+            int(i): {"pseudo_label": int(a) if a != NO_LABEL else None, "status": str(st)}
+            for i, a, st in zip(ids.tolist(), auto_label.tolist(), status.tolist(), strict=True)
+        }
+        with watch.timing():
+            store.set_payload(updates)
 
-    tic = time.perf_counter()
-    estimate = _estimate(store, points, vectors, labeled_rows, clustered_rows, settings, distance, watch)
-    timings["estimate"] = time.perf_counter() - tic
+    with watch.phase("estimate"):
+        estimate = _estimate(store, points, vectors, labeled_rows, clustered_rows, settings, distance, watch)
 
     n_auto = int((status == AUTO).sum())
     n_pool = len(pool_rows)
@@ -239,8 +154,13 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
         qdrant_seconds=watch.seconds,
         auto_fraction=n_auto / n_pool if n_pool else 0.0,
         problematic_fraction=(n_pool - n_auto) / n_pool if n_pool else 0.0,
-        timings={k: round(v, 3) for k, v in timings.items()},
+        timings=watch.timings(),
     )
+
+
+def run(ctx: StageContext) -> PseudolabelReport:
+    """The pseudolabel stage (:func:`pseudolabel` over ``ctx.store``)."""
+    return pseudolabel(ctx.workdir, ctx.settings, ctx.store)
 
 
 def _estimate(
@@ -332,11 +252,6 @@ def _write_tables(
         schema_overrides=PSEUDOLABELS,  # type: ignore[arg-type]
     )
     write(check(frame, PSEUDOLABELS, where="pseudolabels"), workdir.table("pseudolabels"))
-
-
-def member_votes_schema(names: list[str]) -> dict[str, Any]:
-    """``member_votes`` table: ``id`` and one Int8 column per member (null = not confident)."""
-    return {"id": pl.Int64, **{name: pl.Int8 for name in names}}
 
 
 def _write_member_votes(

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from iris.store.base import Payload, VectorStore
+from iris.tables import Split, initial_status
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,12 @@ class SyntheticPool:
     def payloads(self) -> list[Payload]:
         out: list[Payload] = []
         for truth, split in zip(self.truth.tolist(), self.split.tolist(), strict=True):
-            labeled = split == "gt"
+            labeled = split == Split.GT
             payload: Payload = {
                 "split": split,
                 "source": f"synthetic/{split}",
                 "has_label": labeled,
-                "status": "gt" if labeled else ("test" if split == "test" else "unlabeled"),
+                "status": initial_status(split, labeled).value,
             }
             if labeled:
                 payload["label"] = int(truth)

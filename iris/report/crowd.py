@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,18 +19,9 @@ from iris.workdir import Workdir
 
 
 @dataclass(frozen=True)
-class CrowdSummary:
-    backend: str
-    state: str
-    cost: float
-    tasks: int
-    tasks_done: int
-    pages: int
-    answers: int
-    honeypot_answers: int
-    workers: int
-    banned: int
-    bans_by_rule: dict[str, int] = field(default_factory=dict)
+class CrowdSummary(campaign.CampaignReport):
+    """The campaign in numbers plus how well the crowd agreed (``iris crowd report``)."""
+
     unanimous: float = 0.0
     """Share of real tasks on which every answer agreed."""
     majority_agreement: float = 0.0
@@ -52,7 +43,7 @@ def summarize(workdir: Workdir, settings: Settings) -> tuple[CrowdSummary, pl.Da
     The workers table of the last ``iris aggregate`` is used when present; otherwise the
     configured aggregation method is run (nothing is written).
     """
-    from iris.aggregate import aggregate
+    from iris.crowd.aggregation import aggregate
 
     status = campaign.status(workdir, settings)
     answers = tables.read(workdir.table("answers"), tables.ANSWERS)
@@ -70,7 +61,6 @@ def summarize(workdir: Workdir, settings: Settings) -> tuple[CrowdSummary, pl.Da
     per_task = real.group_by("task").agg(pl.col("label").n_unique().alias("kinds"))
     hp = answers.filter(pl.col("is_honeypot")).join(gold.rename({"label": "truth"}), on="task")
     agreement = majority_agreement(answers, ignore=bans["worker"].to_list())
-    by_rule = bans.group_by("rule").len().sort("rule")
     summary = CrowdSummary(
         backend=status.backend,
         state=status.state,
@@ -82,7 +72,7 @@ def summarize(workdir: Workdir, settings: Settings) -> tuple[CrowdSummary, pl.Da
         honeypot_answers=int(answers["is_honeypot"].sum()),
         workers=int(answers["worker"].n_unique()),
         banned=bans.height,
-        bans_by_rule=dict(zip(by_rule["rule"].to_list(), by_rule["len"].to_list(), strict=True)),
+        bans_by_rule=campaign.bans_by_rule(bans),
         unanimous=round(_mean(per_task["kinds"] == 1), 4),
         majority_agreement=round(_mean(agreement["agreement"]), 4),
         honeypot_accuracy=round(_mean(hp["label"] == hp["truth"]), 4) if hp.height else None,

@@ -8,23 +8,25 @@ scikit-learn's documentation advises; 500 iterations, which settle a map of 2,00
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from iris.config import Settings
 from iris.pseudolabel.kmeans import normalise
+from iris.stagekit import Points, Stopwatch, read_points
+from iris.store.base import VectorStore
+from iris.tables import PSEUDOLABELS, SHORTLIST, Status, read
 from iris.workdir import Workdir
 
-if TYPE_CHECKING:
-    from iris.pseudolabel.stage import Points
-
+MAP_FILE = "embedding_map.png"
+LABELED = "labeled"
 STATUS_COLOURS = {
-    "labeled": "#222222",
-    "auto": "#9ecae1",
-    "neighbour": "#fdae6b",
-    "problematic": "#d62728",
+    LABELED: "#222222",
+    Status.AUTO.value: "#9ecae1",
+    Status.NEIGHBOUR.value: "#fdae6b",
+    Status.PROBLEMATIC.value: "#d62728",
 }
 LABEL_COLOURS = {"0": "#1f77b4", "1": "#ff7f0e", "unknown": "#cccccc"}
 
@@ -61,7 +63,7 @@ def draw_embedding_map(
     """Draw the map of labeled and pool images and write it to ``reports/embedding_map.png``.
 
     Args:
-        points: the store's points (``iris.pseudolabel.stage.read_points``).
+        points: the store's points (:func:`iris.stagekit.read_points`).
         pseudolabels: ``PSEUDOLABELS`` rows (id, auto_label, status).
         shortlist: ``SHORTLIST`` rows (id, reason).
         n_points: points drawn at most.
@@ -75,7 +77,7 @@ def draw_embedding_map(
     ids = points.exported.ids
     status = np.full(len(ids), "", dtype=object)
     label = np.full(len(ids), "unknown", dtype=object)
-    status[points.labeled] = "labeled"
+    status[points.labeled] = LABELED
     label[points.labeled] = points.labels[points.labeled].astype(str)
     row_of = {int(i): r for r, i in enumerate(ids.tolist())}
     for i, st, auto in pseudolabels.select("id", "status", "auto_label").iter_rows():
@@ -85,12 +87,12 @@ def draw_embedding_map(
             label[row] = "unknown" if auto is None else str(auto)
     for i, reason in shortlist.select("id", "reason").iter_rows():
         row = row_of.get(int(i))
-        if row is not None and reason == "neighbour":
-            status[row] = "neighbour"
+        if row is not None and reason == Status.NEIGHBOUR.value:
+            status[row] = Status.NEIGHBOUR.value
 
     rng = np.random.default_rng(seed)
-    labeled_rows = np.flatnonzero(status == "labeled")
-    other_rows = np.flatnonzero((status != "labeled") & (status != ""))
+    labeled_rows = np.flatnonzero(status == LABELED)
+    other_rows = np.flatnonzero((status != LABELED) & (status != ""))
     room = max(0, n_points - len(labeled_rows))
     sample = rng.choice(other_rows, size=min(room, len(other_rows)), replace=False)
     rows = np.sort(np.concatenate([labeled_rows[:n_points], sample]).astype(np.int64))
@@ -106,7 +108,7 @@ def draw_embedding_map(
             if not mask.any():
                 continue
             # Labeled images are drawn last and larger so the seeds stay visible.
-            big = status[rows] == "labeled"
+            big = status[rows] == LABELED
             shown = class_names[int(name)] if name in {"0", "1"} else name
             legend: str | None = f"{shown} ({int(mask.sum())})"
             for subset, size, z in ((mask & ~big, 6, 1), (mask & big, 22, 3)):
@@ -127,10 +129,35 @@ def draw_embedding_map(
         ax.set_yticks([])
         ax.legend(loc="best", fontsize=8, markerscale=2)
     fig.tight_layout()
-    path = workdir.reports / "embedding_map.png"
+    path = workdir.reports / MAP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def embedding_map(workdir: Workdir, settings: Settings, store: VectorStore) -> Path | None:
+    """Draw ``reports/embedding_map.png`` from the store and the pseudolabel and select tables.
+
+    Returns None (and draws nothing) when ``select.map_points`` is 0.
+
+    Raises:
+        StageOrderError: the pseudolabels or shortlist table does not exist yet.
+    """
+    if settings.select.map_points <= 0:
+        return None
+    pseudolabels = read(workdir.table("pseudolabels"), PSEUDOLABELS)
+    shortlist = read(workdir.table("shortlist"), SHORTLIST)
+    points = read_points(store, Stopwatch())
+    pool_ids = points.exported.ids[points.pool].tolist()
+    return draw_embedding_map(
+        workdir,
+        points,
+        pseudolabels.filter(pl.col("id").is_in(pool_ids)).sort("id"),
+        shortlist,
+        n_points=settings.select.map_points,
+        seed=settings.pseudolabel.seed,
+        class_names=(settings.task.negative_name, settings.task.positive_name),
+    )

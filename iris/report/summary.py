@@ -35,17 +35,34 @@ def stage_rows(state: RunState) -> list[dict[str, Any]]:
 
 
 def draw_pictures(workdir: Workdir, settings: Settings, state: RunState) -> list[Path]:
-    """Draw the pictures the stages do not draw themselves (data stats, worker skills)."""
+    """Draw the pictures of a run from what its stages wrote (stages draw none themselves):
+    data stats, the embedding map, worker skills."""
     drawn = []
     if state.done("ingest"):
         from iris.data.stats import data_stats
 
         drawn.append(data_stats(workdir, task=settings.task)[1])
+    if state.done("select") and settings.select.map_points > 0:
+        drawn += _embedding_map(workdir, settings)
     if state.done("aggregate"):
         from iris.report.crowd import crowd_report
 
         drawn.append(crowd_report(workdir, settings)[1])
     return drawn
+
+
+def _embedding_map(workdir: Workdir, settings: Settings) -> list[Path]:
+    """The t-SNE map, redrawn only when the tables it shows are newer than it (t-SNE takes seconds)."""
+    from iris.report.embedding_map import MAP_FILE, embedding_map
+    from iris.store import open_store
+
+    png = workdir.reports / MAP_FILE
+    inputs = [workdir.table("pseudolabels"), workdir.table("shortlist")]
+    if png.exists() and all(t.exists() and t.stat().st_mtime <= png.stat().st_mtime for t in inputs):
+        return [png]
+    with open_store(workdir, settings) as store:
+        path = embedding_map(workdir, settings, store)
+    return [] if path is None else [path]
 
 
 def write_report(workdir: Workdir, state: RunState, headline: dict[str, Any]) -> Path:

@@ -11,13 +11,15 @@ Payload keys written by iris (all optional except ``split``):
 =============== ======= ===================================================
 key             type    meaning
 =============== ======= ===================================================
-split           str     "gt" | "pool" | "test"
+split           str     :class:`iris.tables.Split`: "gt" | "pool" | "test"
 source          str     URL or path from the manifest
 label           int     known or final label (0/1); absent when unknown
 has_label       bool    True when ``label`` is set (the filter kNN uses)
 pseudo_label    int     automatic label from the pseudolabel stage
-status          str     "gt" | "unlabeled" | "auto" | "problematic" | "neighbour" |
-                        "crowd" | "propagated" | "test"
+status          str     :class:`iris.tables.Status` (pipeline state): "gt" | "unlabeled" |
+                        "auto" | "problematic" | "neighbour" | "test"
+origin          str     :class:`iris.tables.Origin` of the final label (set by propagate):
+                        "gt" | "crowd" | "auto" | "propagated"
 =============== ======= ===================================================
 """
 
@@ -32,13 +34,13 @@ import numpy as np
 import numpy.typing as npt
 
 from iris.errors import DimensionError, StoreError
+from iris.vocabulary import SPLITS as SPLITS  # re-exported: the vocabulary lives in iris.vocabulary
+from iris.vocabulary import STATUSES as STATUSES
 
 Distance = Literal["cosine", "dot", "euclid"]
 Payload = dict[str, Any]
 
 DISTANCES: tuple[Distance, ...] = ("cosine", "dot", "euclid")
-SPLITS = ("gt", "pool", "test")
-STATUSES = ("gt", "unlabeled", "auto", "problematic", "neighbour", "crowd", "propagated", "test")
 INDEXED_KEYS: dict[str, Literal["keyword", "bool", "integer"]] = {
     "split": "keyword",
     "status": "keyword",
@@ -288,3 +290,8 @@ class VectorStore(Protocol):
         """Write a snapshot/archive of the collection to ``path``; returns the file written."""
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> VectorStore:
+        """``with open_store(...) as store:`` closes the store on the way out."""
+
+    def __exit__(self, *exc: object) -> None: ...

@@ -110,14 +110,16 @@ def read_archive(path: Path) -> tuple[Exported, str]:
 
 
 def describe(store: VectorStore) -> dict[str, Any]:
-    """What ``iris store info`` shows: kind, where, collection, size, points per split/status."""
-    from iris.store.base import SPLITS, STATUSES, Filter
+    """What ``iris store info`` shows: kind, where, collection, size, points per split/status/origin."""
+    from iris.store.base import Filter
+    from iris.vocabulary import ORIGINS, SPLITS, STATUSES
 
     points = store.count()
     by_split = {s: store.count(Filter(must={"split": s})) for s in SPLITS} if points else {}
     by_status = {s: store.count(Filter(must={"status": s})) for s in STATUSES} if points else {}
     if points:
         by_status["(none)"] = store.count(Filter(must={"status": None}))
+    by_origin = {o: store.count(Filter(must={"origin": o})) for o in ORIGINS} if points else {}
     return {
         "kind": store.kind,
         "location": str(getattr(store, "location", "") or getattr(store, "path", "")),
@@ -127,4 +129,5 @@ def describe(store: VectorStore) -> dict[str, Any]:
         "distance": store.distance(),
         "by_split": {k: v for k, v in by_split.items() if v},
         "by_status": {k: v for k, v in by_status.items() if v},
+        "by_origin": {k: v for k, v in by_origin.items() if v},
     }

@@ -27,7 +27,11 @@ class Similar:
 
 
 def similar_filter(
-    *, splits: tuple[str, ...] = (), statuses: tuple[str, ...] = (), label: int | None = None
+    *,
+    splits: tuple[str, ...] = (),
+    statuses: tuple[str, ...] = (),
+    origins: tuple[str, ...] = (),
+    label: int | None = None,
 ) -> Filter | None:
     """The filter of ``iris similar``'s options (empty options add no condition)."""
     must: dict[str, Any] = {}
@@ -35,6 +39,8 @@ def similar_filter(
         must["split"] = list(splits)
     if statuses:
         must["status"] = list(statuses)
+    if origins:
+        must["origin"] = list(origins)
     if label is not None:
         must["label"] = int(label)
     return Filter(must=must) if must else None

@@ -25,14 +25,7 @@ from iris.errors import InputError, PoolExhaustedError
 from iris.tables import FINAL_LABELS, IMAGES
 from iris.workdir import Workdir
 
-TRAINING: tables.Schema = {
-    "id": pl.Int64,
-    "path": pl.String,  # absolute path of the image file
-    "label": pl.Int8,
-    "confidence": pl.Float64,
-    "origin": pl.String,
-}
-"""One row per training image: the final label joined to its file."""
+TRAINING = tables.TRAINING
 
 
 def training_frame(workdir: Workdir) -> pl.DataFrame:

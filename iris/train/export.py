@@ -19,8 +19,8 @@ import torch
 
 from iris.embed.export import INPUT_NAME, export_pixel_model
 from iris.errors import ModelError
+from iris.train.checkpoint import classifier_dir, load_checkpoint
 from iris.train.heads import Probability, build_classifier
-from iris.train.loop import classifier_dir, load_checkpoint
 from iris.workdir import Workdir
 
 OUTPUT_NAME = "probability"

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from iris.config import Settings
+from iris.contract import StageContext, StageReport
 from iris.errors import ConfigError
 from iris.train import resume
 from iris.train.checkpoint import classifier_dir, load_checkpoint, save_checkpoint
@@ -50,7 +51,7 @@ Log = Callable[[str], None]
 
 
 @dataclass
-class TrainResult:
+class TrainResult(StageReport):
     epochs: int
     """Epochs finished in total (this call and earlier ones)."""
     best_epoch: int
@@ -113,23 +114,6 @@ def _result(
     )
 
 
-def _hooks(workdir: Workdir, on_epoch: EpochHook | None, plot: bool) -> tuple[list[EpochHook], str]:
-    hooks: list[EpochHook] = []
-    path = ""
-    if plot:
-        # Transitional: today's callers (`iris train`, `iris run`) pass no hook and expect
-        # reports/training.png. The picture is drawn by iris.report (imported only here, at
-        # call time); once the train stage's caller passes TrainingPlot itself, this goes.
-        from iris.report.training import TrainingPlot
-
-        drawer = TrainingPlot(workdir.reports / "training.png")
-        hooks.append(drawer)
-        path = str(drawer.path)
-    if on_epoch is not None:
-        hooks.append(on_epoch)
-    return hooks, path
-
-
 def train_workdir(
     workdir: Workdir,
     settings: Settings,
@@ -137,7 +121,6 @@ def train_workdir(
     restart: bool = False,
     log: Log | None = None,
     on_epoch: EpochHook | None = None,
-    plot: bool = True,
 ) -> TrainResult:
     """Train the final classifier on ``tables/final_labels.parquet``; resume when possible.
 
@@ -146,8 +129,8 @@ def train_workdir(
         log: receives one line per epoch (and notes such as a resume).
         on_epoch: called with each epoch's :class:`~iris.train.fit.EpochEnd` after its
             checkpoint is written.
-        plot: draw ``reports/training.png`` after every epoch
-            (:class:`iris.report.training.TrainingPlot`).
+            The run report's picture is such a hook (:class:`iris.report.training.TrainingPlot`),
+            passed by the caller: nothing under ``iris/train`` draws.
 
     Returns:
         A :class:`TrainResult`; the model is ``models/classifier/best.pt`` (its ``model``
@@ -175,7 +158,8 @@ def train_workdir(
     )
     fp = resume.fingerprint(cfg, config, fingerprint(frame))
     last = folder / "last.pt"
-    hooks, plot_path = _hooks(workdir, on_epoch, plot)
+    hooks = [on_epoch] if on_epoch is not None else []
+    plot_path = str(getattr(on_epoch, "path", ""))
 
     checkpoint = resume.load_resumable(last, fp, restart=restart, say=say)
     if checkpoint is not None and resume.is_finished(checkpoint, cfg.epochs):
@@ -221,3 +205,15 @@ def train_workdir(
         state, splits=splits, resumed=resumed, device=device, started=started,
         epoch_seconds=epoch_seconds, best=str(folder / "best.pt"), plot=plot_path,
     )  # fmt: skip
+
+
+def run(ctx: StageContext) -> TrainResult:
+    """The train stage; ``ctx.options["restart"]`` ignores the last checkpoint and
+    ``ctx.options["on_epoch"]`` (an :data:`~iris.train.fit.EpochHook`) sees every epoch."""
+    return train_workdir(
+        ctx.workdir,
+        ctx.settings,
+        restart=bool(ctx.options.get("restart")),
+        log=ctx.echo,
+        on_epoch=ctx.options.get("on_epoch"),
+    )

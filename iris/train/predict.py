@@ -12,27 +12,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 
 from iris import tables
 from iris.config import Settings
-from iris.data.ingest import load_ingest_record, load_manifest_rows
+from iris.contract import StageContext, StageReport
+from iris.data.records import load_manifest_rows
 from iris.embed.images import load_batch
-from iris.errors import InputError
 from iris.progress import bar
 from iris.tables import FINAL_LABELS, IMAGES
+from iris.train.checkpoint import classifier_dir, load_checkpoint
 from iris.train.export import export_classifier, run_onnx, session
-from iris.train.loop import classifier_dir, load_checkpoint
+from iris.train.submission import PROBABILITY_COLUMN, output_format, separator
 from iris.workdir import Workdir
-
-PROBABILITY_COLUMN = "probability"
 
 
 @dataclass
-class PredictReport:
+class PredictReport(StageReport):
     submission: str
     rows: int
     """Test manifest rows answered (every row of the test manifest)."""
@@ -46,29 +44,6 @@ class PredictReport:
     parity_max_abs_diff: float
     seconds: float
     images_per_second: float | None
-
-
-@dataclass(frozen=True)
-class OutputFormat:
-    source_column: str
-    label_column: str
-    positive: str
-    negative: str
-
-
-def output_format(workdir: Workdir, settings: Settings) -> OutputFormat:
-    """Columns and label values of the input (``tables/ingest.json``; ``[task]`` as fallback)."""
-    task = load_ingest_record(workdir).get("task", {})
-    return OutputFormat(
-        source_column=task.get("source_column") or settings.task.source_column,
-        label_column=task.get("label_column") or settings.task.label_column,
-        positive=task.get("positive") or settings.task.positive,
-        negative=task.get("negative") or settings.task.negative,
-    )
-
-
-def _separator(path: Path) -> str:
-    return "\t" if path.suffix.lower() in {".tsv", ".txt"} else ","
 
 
 def predict_workdir(
@@ -134,7 +109,7 @@ def predict_workdir(
     path = out or workdir.root / "submission.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    submission.write_csv(tmp, separator=_separator(path))
+    submission.write_csv(tmp, separator=separator(path))
     tmp.replace(path)
     return PredictReport(
         submission=str(path),
@@ -149,27 +124,12 @@ def predict_workdir(
     )
 
 
-def read_submission(path: Path, workdir: Workdir, settings: Settings | None = None) -> pl.DataFrame:
-    """Parse a submission back: columns ``source`` (String), ``label`` (Int8 0/1) and, when
-    present, ``probability``.
-
-    Raises:
-        ColumnError: a column of the input's format is missing.
-        InputError: a label cell is neither the positive nor the negative value (file:line).
-    """
-    fmt = output_format(workdir, settings or workdir.settings())
-    frame = pl.read_csv(path, separator=_separator(path), infer_schema=False)
-    tables.check(frame, {fmt.source_column: pl.String, fmt.label_column: pl.String}, where=str(path))
-    cells = frame[fmt.label_column].str.strip_chars()
-    mapping: dict[str, Any] = {fmt.positive.upper(): 1, fmt.negative.upper(): 0}
-    labels = cells.str.to_uppercase().replace_strict(mapping, default=None, return_dtype=pl.Int8)
-    bad = labels.is_null()
-    if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # header is line 1
-        raise InputError(
-            f"{path}:{line}: label {cells[line - 2]!r} is neither {fmt.positive!r} nor {fmt.negative!r}"
-        )
-    result = pl.DataFrame({"source": frame[fmt.source_column], "label": labels})
-    if PROBABILITY_COLUMN in frame.columns:
-        result = result.with_columns(frame[PROBABILITY_COLUMN].cast(pl.Float64).alias(PROBABILITY_COLUMN))
-    return result
+def run(ctx: StageContext) -> PredictReport:
+    """The predict stage; ``ctx.options`` may carry ``out`` (a path) and ``probabilities``."""
+    out = ctx.options.get("out")
+    return predict_workdir(
+        ctx.workdir,
+        ctx.settings,
+        out=Path(out) if out else None,
+        probabilities=bool(ctx.options.get("probabilities")),
+    )

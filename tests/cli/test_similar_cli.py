@@ -116,7 +116,7 @@ def test_similar_by_id_matches_exact_neighbours(digits_workdir) -> None:
     assert int(ids[3]) not in got, "the query is not its own neighbour"
     scores = [row["score"] for row in data["neighbours"]]
     assert scores == sorted(scores, reverse=True)
-    assert set(data["neighbours"][0]) == {"id", "score", "split", "label", "status", "source"}
+    assert set(data["neighbours"][0]) == {"id", "score", "split", "label", "status", "origin", "source"}
 
 
 def test_similar_filters(digits_workdir) -> None:
@@ -128,8 +128,11 @@ def test_similar_filters(digits_workdir) -> None:
     keep = np.array([i % 10 == 0 and digits[i] % 2 == 1 for i in range(N)])
     assert [r["id"] for r in neighbours] == _exact(vectors, ids, 5, 4, keep)
     assert all(r["split"] == "gt" and r["label"] == 1 for r in neighbours)
-    code, out = _run(workdir, str(ids[5]), "--status", "unlabeled", "--status", "crowd", "--json")
+    code, out = _run(workdir, str(ids[5]), "--status", "unlabeled", "--status", "auto", "--json")
     assert code == 0 and all(r["status"] == "unlabeled" for r in json.loads(out)["neighbours"])
+    # No label has an origin before propagation: the origin filter keeps nothing yet.
+    code, out = _run(workdir, str(ids[5]), "--origin", "crowd", "--json")
+    assert code == 0 and json.loads(out)["neighbours"] == []
 
 
 def test_similar_table_output(digits_workdir) -> None:
@@ -138,7 +141,7 @@ def test_similar_table_output(digits_workdir) -> None:
     assert code == 0, out
     lines = out.splitlines()
     assert lines[0] == f"3 nearest of image {ids[0]}"
-    assert lines[1].split() == ["id", "score", "split", "label", "status", "source"]
+    assert lines[1].split() == ["id", "score", "split", "label", "status", "origin", "source"]
     assert len(lines) == 2 + 1 + 3
 
 

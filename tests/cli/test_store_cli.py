@@ -57,6 +57,7 @@ def test_info_counts_by_split_and_status(filled) -> None:
     assert (info["points"], info["dim"], info["distance"]) == (N, 24, "cosine")
     assert info["by_split"] == {"gt": N // 4, "pool": 3 * N // 4}
     assert info["by_status"] == {"gt": 60, "auto": 60, "problematic": 60, "unlabeled": 60}
+    assert info["by_origin"] == {}  # no final labels before propagation
     code, out = _run(workdir, "info")
     assert code == 0 and out.startswith(
         f"edge store at {workdir.qdrant / 'iris'}, collection 'iris': {N} points"

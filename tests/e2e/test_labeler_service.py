@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from iris.cli import main
 from iris.config import Settings
 from iris.crowd import campaign
+from iris.crowd import stage as crowd_stage
 from iris.crowd.backends.web import LabelerDB
 from iris.crowd.web_load import (
     BROKEN,
@@ -411,7 +412,7 @@ def test_a_default_run_launches_the_web_campaign_and_says_how_to_go_on(tmp_path:
     assert result.exit_code == 0 and 'backend = "web"' in (tmp_path / "fresh" / "iris.toml").read_text()
     settings = _settings()
     workdir = make_campaign(tmp_path / "work", tasks=9, settings=settings)
-    report = campaign.run_campaign(workdir, settings)
+    report = crowd_stage.run_campaign(workdir, settings)
     assert report.state == "running" and report.tasks_done == 0
     assert "crowd serve" in report.next_step and "crowd invite" in report.next_step
 

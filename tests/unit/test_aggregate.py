@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from iris import tables
-from iris.aggregate import AGGREGATORS, aggregate
+from iris.crowd.aggregation import AGGREGATORS, aggregate
 from iris.errors import ColumnError, ConfigError, InputError
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

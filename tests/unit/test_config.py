@@ -164,7 +164,7 @@ def choices(section: str, key: str) -> set[str]:
 
 def test_choices_match_the_registries() -> None:
     """Literals in the settings name exactly what the stages' registries hold."""
-    from iris.aggregate import AGGREGATORS
+    from iris.crowd.aggregation import AGGREGATORS
     from iris.embed.backbones import BACKBONES
     from iris.train.heads import HEADS
     from iris.train.schedule import SCHEDULES
@@ -440,9 +440,9 @@ def test_a_bad_flag_is_named(
         ("ks = [3, 0]", "propagate.ks = [3, 0] (from iris.toml): item 0: expected an integer >= 1"),
         ("ks = []", "propagate.ks = [] (from iris.toml): expected a list (not empty), each an integer >= 1"),
         (
-            "metrics = ['cosine', 'dot']",
-            'propagate.metrics = ["cosine", "dot"] (from iris.toml): '
-            'item "dot": expected one of cosine, euclid',
+            "metrics = ['cosine', 'l1']",
+            'propagate.metrics = ["cosine", "l1"] (from iris.toml): '
+            'item "l1": expected one of cosine, dot, euclid',
         ),
         ("ks = 3", "propagate.ks = 3 (from iris.toml): expected a list (not empty), each an integer >= 1"),
     ],

@@ -13,7 +13,8 @@ from PIL import Image
 
 from iris import tables
 from iris.data.ids import image_id
-from iris.data.ingest import ingest, load_ingest_record, load_manifest_rows
+from iris.data.ingest import ingest
+from iris.data.records import load_ingest_record, load_manifest_rows
 from iris.errors import ColumnError, InputError, StageOrderError
 from iris.workdir import Workdir
 

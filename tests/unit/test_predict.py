@@ -12,7 +12,8 @@ from test_train_fixtures import make_digits_workdir, write_ingest_record
 from iris.config import Settings
 from iris.errors import InputError, StageOrderError
 from iris.train.loop import train_workdir
-from iris.train.predict import predict_workdir, read_submission
+from iris.train.predict import predict_workdir
+from iris.train.submission import read_submission
 
 torch.set_num_threads(2)
 

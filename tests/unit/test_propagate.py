@@ -10,42 +10,51 @@ from sklearn.datasets import load_digits
 from iris import tables
 from iris.config import Settings
 from iris.errors import ConfigError, PoolExhaustedError
-from iris.propagate import Neighbours, cross_validate, distances, propagate, vote
+from iris.neighbours import Neighbours, assign_folds, distance_from_similarity, vote
+from iris.propagate import cross_validate, propagate
 from iris.store import Filter, open_store
 from iris.tables import AGGREGATED, FINAL_LABELS, IMAGES, PSEUDOLABELS
 
 # --------------------------------------------------------------------------- numpy core
 
 
-def test_vote_uniform_and_distance() -> None:
-    labels = np.array([[1, 1, 0, 0, 0]], dtype=np.int8)
-    dist = np.array([[0.1, 0.1, 0.9, 0.9, 0.9]])
-    valid = np.ones_like(labels, dtype=bool)
+def _neighbours(labels: np.ndarray, distance: np.ndarray) -> Neighbours:
+    """Neighbour lists whose cosine distance is ``distance``."""
+    return Neighbours(
+        ids=np.arange(labels.size, dtype=np.int64).reshape(labels.shape),
+        labels=labels.astype(np.int64),
+        similarity=1.0 - distance,
+    )
 
-    lab, share, has = vote(labels, dist, valid, k=5, weighting="uniform")
-    assert (lab[0], share[0], has[0]) == (0, pytest.approx(0.6), True)
+
+def test_vote_uniform_and_distance() -> None:
+    nb = _neighbours(np.array([[1, 1, 0, 0, 0]]), np.array([[0.1, 0.1, 0.9, 0.9, 0.9]]))
+
+    result = vote(nb, k=5, weighting="uniform")
+    assert (result.label(prior=0)[0], result.best[0], result.has_vote[0]) == (0, pytest.approx(0.6), True)
 
     # the two close positives outweigh three far negatives: 20 vs 3.33
-    lab, share, _ = vote(labels, dist, valid, k=5, weighting="distance")
-    assert lab[0] == 1
-    assert share[0] == pytest.approx(20 / (20 + 3 / 0.9), rel=1e-4)
+    result = vote(nb, k=5, weighting="distance")
+    assert result.label(prior=0)[0] == 1
+    assert result.best[0] == pytest.approx(20 / (20 + 3 / 0.9), rel=1e-4)
 
-    lab, share, _ = vote(labels, dist, valid, k=3, weighting="uniform")
-    assert (lab[0], share[0]) == (1, pytest.approx(2 / 3))
+    result = vote(nb, k=3, weighting="uniform")
+    assert (result.label(prior=0)[0], result.best[0]) == (1, pytest.approx(2 / 3))
 
 
 def test_vote_uses_first_k_valid_and_handles_no_neighbour() -> None:
-    labels = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=np.int8)
+    nb = _neighbours(np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]), np.full((2, 5), 0.5))
     valid = np.array([[False, False, True, True, False], [False] * 5])
-    lab, share, has = vote(labels, np.zeros((2, 5)), valid, k=3, weighting="uniform", prior=0)
-    assert lab.tolist() == [1, 0]
-    assert share.tolist() == [1.0, 0.5]
-    assert has.tolist() == [True, False]
+    result = vote(nb, k=3, weighting="uniform", valid=valid)
+    assert result.label(prior=0).tolist() == [1, 0]
+    assert result.best.tolist() == [1.0, 0.0]
+    assert result.has_vote.tolist() == [True, False]
 
 
 def test_vote_rejects_unknown_weighting() -> None:
-    with pytest.raises(ConfigError, match="weightings: got 'gaussian'"):
-        vote(np.zeros((1, 1), np.int8), np.zeros((1, 1)), np.ones((1, 1), bool), k=1, weighting="gaussian")  # type: ignore[arg-type]
+    nb = _neighbours(np.zeros((1, 1)), np.zeros((1, 1)))
+    with pytest.raises(ConfigError, match="weighting: got 'gaussian'"):
+        vote(nb, k=1, weighting="gaussian")  # type: ignore[arg-type]
 
 
 def test_euclid_from_cosine_on_normalised_vectors() -> None:
@@ -53,8 +62,8 @@ def test_euclid_from_cosine_on_normalised_vectors() -> None:
     a, b = rng.normal(size=(2, 16))
     a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
     cos = np.array([a @ b])
-    assert distances(cos, "euclid")[0] == pytest.approx(np.linalg.norm(a - b))
-    assert distances(cos, "cosine")[0] == pytest.approx(1 - a @ b)
+    assert distance_from_similarity(cos, "euclid")[0] == pytest.approx(np.linalg.norm(a - b))
+    assert distance_from_similarity(cos, "cosine")[0] == pytest.approx(1 - a @ b)
 
 
 def test_cv_never_lets_a_point_or_its_fold_vote() -> None:
@@ -62,12 +71,12 @@ def test_cv_never_lets_a_point_or_its_fold_vote() -> None:
     # fold; with those excluded nobody may vote.
     ids = np.arange(10, dtype=np.int64)
     labels = np.array([0, 1] * 5, dtype=np.int8)
-    from iris.propagate import assign_folds
-
     fold = assign_folds(10, 2, seed=3)
     same_fold = {i: next(j for j in range(10) if fold[j] == fold[i] and j != i) for i in range(10)}
     nb = Neighbours(
-        ids=np.array([[i, same_fold[i]] for i in range(10)], dtype=np.int64), scores=np.ones((10, 2))
+        ids=np.array([[i, same_fold[i]] for i in range(10)], dtype=np.int64),
+        labels=np.zeros((10, 2), np.int64),
+        similarity=np.ones((10, 2)),
     )
     results = cross_validate(
         ids,
@@ -88,7 +97,9 @@ def test_cv_scores_a_clean_two_cluster_problem_perfectly() -> None:
     labels = np.array([0] * 10 + [1] * 10, dtype=np.int8)
     # neighbours: self first, then the other members of the same cluster
     rows = [[ids[i]] + [ids[j] for j in range(20) if j != i and labels[j] == labels[i]] for i in range(20)]
-    nb = Neighbours(ids=np.array(rows), scores=np.full((20, 10), 0.9))
+    nb = Neighbours(
+        ids=np.array(rows), labels=np.zeros((20, 10), np.int64), similarity=np.full((20, 10), 0.9)
+    )
     results = cross_validate(
         ids,
         labels,
@@ -105,7 +116,9 @@ def test_cv_scores_a_clean_two_cluster_problem_perfectly() -> None:
 
 
 def test_cv_needs_at_least_folds_points() -> None:
-    nb = Neighbours(ids=np.zeros((2, 1), np.int64), scores=np.ones((2, 1)))
+    nb = Neighbours(
+        ids=np.zeros((2, 1), np.int64), labels=np.zeros((2, 1), np.int64), similarity=np.ones((2, 1))
+    )
     with pytest.raises(PoolExhaustedError, match="at least 5 labeled images"):
         cross_validate(
             np.arange(2), np.zeros(2, np.int8), np.ones(2, bool), nb, ks=[1], weightings=["uniform"],
@@ -218,10 +231,15 @@ def test_propagate_labels_the_rest_and_never_overwrites_ground_truth(digits_work
     assert len(report.grid) == len(settings.propagate.ks) * 2 * 2
     assert propagated["confidence"].min() >= 0.5  # type: ignore[operator]
 
-    # payload: gt points still carry their own label; propagated points are flagged
+    # payload: gt points still carry their own label and origin; propagated points are
+    # flagged by origin, and status keeps meaning the pipeline state
     for point_id, payload, _ in store.retrieve(list(range(1, 21))):
-        assert payload["label"] == truth[point_id] and payload["status"] == "gt"
-    assert store.ids(Filter(must={"status": "propagated"})) == set(propagated["id"].to_list())
+        assert payload["label"] == truth[point_id] and payload["origin"] == "gt" and payload["status"] == "gt"
+    assert store.ids(Filter(must={"origin": "propagated"})) == set(propagated["id"].to_list())
+    assert store.ids(Filter(must={"status": "propagated"})) == set()
+    from iris.store.copy import describe
+
+    assert describe(store)["by_origin"] == {"gt": 20, "crowd": 15, "auto": 25, "propagated": 30}
     assert store.ids(Filter(must={"split": "test", "has_label": True})) == set()
 
 

@@ -57,5 +57,7 @@ def test_distance_weights_follow_the_metric() -> None:
 
 
 def test_an_exact_match_takes_all_the_weight() -> None:
-    weights = Member(3, "distance").weights(np.array([[1.0, 0.8, 0.7]]))
-    np.testing.assert_allclose(weights, [[1.0, 0.0, 0.0]])
+    # The rule is iris.neighbours' (EXACT = 1e-6), the same one propagation uses: a
+    # float32 duplicate whose cosine reads 1 - 4e-7 is an exact match too.
+    weights = Member(3, "distance").weights(np.array([[1.0, 0.8, 0.7], [1.0 - 4e-7, 0.8, 0.7]]))
+    np.testing.assert_allclose(weights, [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])

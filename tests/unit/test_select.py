@@ -116,11 +116,14 @@ def test_a_rerun_with_a_budget_leaves_no_stale_neighbours(workdir: Workdir, stor
     assert marked == (shortlist["reason"] == "neighbour").sum()
 
 
-def test_the_map_is_drawn(workdir: Workdir, store: VectorStore) -> None:
+def test_the_map_is_drawn_by_the_report_not_the_stage(workdir: Workdir, store: VectorStore) -> None:
+    from iris.report.embedding_map import embedding_map
+
     settings = quick(workdir, map_points=120)
     pseudolabel(workdir, settings, store)
-    report = select(workdir, settings, store)
-    assert report.map_path is not None
+    select(workdir, settings, store)
     png = workdir.reports / "embedding_map.png"
+    assert not png.exists()
+    assert embedding_map(workdir, settings, store) == png
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000

@@ -13,10 +13,12 @@ from test_train_fixtures import make_digits_workdir
 from iris import tables
 from iris.config import Settings
 from iris.errors import ConfigError, StageOrderError
+from iris.report.training import TrainingPlot
 from iris.tables import FINAL_LABELS
+from iris.train.checkpoint import load_checkpoint
 from iris.train.data import split_validation
 from iris.train.fit import EpochEnd
-from iris.train.loop import load_checkpoint, train_workdir
+from iris.train.loop import train_workdir
 from iris.workdir import init_workdir
 
 torch.set_num_threads(2)
@@ -84,7 +86,8 @@ def test_resume_continues_at_the_right_epoch_and_matches_an_uninterrupted_run(
         train_workdir(resumed_dir, settings, on_epoch=interrupt_after(stop_at))
     assert load_checkpoint(resumed_dir.models / "classifier" / "last.pt")["epoch"] == stop_at
     lines: list[str] = []
-    resumed = train_workdir(resumed_dir, settings, log=lines.append)
+    plot = TrainingPlot(resumed_dir.reports / "training.png")
+    resumed = train_workdir(resumed_dir, settings, log=lines.append, on_epoch=plot)
 
     assert resumed.resumed_from_epoch == stop_at
     assert resumed.epochs == epochs == reference.epochs

@@ -68,7 +68,7 @@ def write_ingest_record(workdir: Workdir, test_sources: list[str], *, extra: lis
     Returns the sources in manifest order.
     """
     from iris.data.ids import image_id
-    from iris.data.ingest import MANIFEST_ROWS
+    from iris.tables import MANIFEST_ROWS
 
     images = tables.read(workdir.table("images"), IMAGES)
     id_of = dict(zip(images["source"].to_list(), images["id"].to_list(), strict=True))
