@@ -89,6 +89,14 @@ class StoreSettings:
     """Server requests time out after this many seconds."""
     batch_size: int = 512
     """Points per request when upserting or copying to a server."""
+    # A distributed Qdrant (docker compose --profile cluster; docs/qdrant.md). Read when a
+    # server collection is created; the embedded store is always one shard, one copy.
+    shards: int = 1
+    """Shards of a new server collection; a cluster spreads them over its nodes (e.g. one per node)."""
+    replication_factor: int = 1
+    """Copies of each shard on a cluster; 2 keeps every point readable when one node is down."""
+    write_consistency: int = 1
+    """Copies that must confirm a write before Qdrant answers (at most ``replication_factor``)."""
 
 
 @dataclass(frozen=True)

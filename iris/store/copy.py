@@ -118,6 +118,11 @@ def describe(store: VectorStore) -> dict[str, Any]:
     by_status = {s: store.count(Filter(must={"status": s})) for s in STATUSES} if points else {}
     if points:
         by_status["(none)"] = store.count(Filter(must={"status": None}))
+    layout_of = getattr(store, "layout", None)
+    # The embedded store is one shard with one copy; a server says what its collection has.
+    layout = layout_of() if callable(layout_of) else {}
+    if not layout and store.dimension() is not None:
+        layout = {"shards": 1, "replication_factor": 1, "write_consistency": 1, "replicas": None}
     return {
         "kind": store.kind,
         "location": str(getattr(store, "location", "") or getattr(store, "path", "")),
@@ -127,4 +132,8 @@ def describe(store: VectorStore) -> dict[str, Any]:
         "distance": store.distance(),
         "by_split": {k: v for k, v in by_split.items() if v},
         "by_status": {k: v for k, v in by_status.items() if v},
+        "shards": layout.get("shards"),
+        "replication_factor": layout.get("replication_factor"),
+        "write_consistency": layout.get("write_consistency"),
+        "replicas": layout.get("replicas"),
     }
