@@ -74,6 +74,12 @@ class EmbedSettings:
     batch_size: int = 64
     parity_tolerance: float = 1e-3
     seed: int = 0
+    device: str = "auto"
+    """ONNX Runtime device: ``auto`` (CUDA when onnxruntime-gpu offers it), ``cpu``, ``cuda[:N]``."""
+    executor: Literal["local", "ray"] = "local"
+    """Who runs the encoder: this process, or Ray Data actors (``RAY_ADDRESS`` names a cluster)."""
+    ray_actors: int = 0
+    """Ray executor: encoder actors; 0 = one per CPU (per GPU with a ``cuda`` device) Ray offers."""
 
 
 @dataclass(frozen=True)
