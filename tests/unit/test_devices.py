@@ -53,7 +53,9 @@ def test_describe_devices_reports_what_onnx_runtime_offers() -> None:
     ort_info = info["onnxruntime"]
     assert ort_info["providers"] == ort.get_available_providers()
     assert ort_info["auto"] == (CUDA if CUDA in ort_info["providers"] else CPU)
-    assert ort_info["package"] in {"onnxruntime", "onnxruntime-gpu"} and ort_info["version"] == ort.__version__
+    assert (
+        ort_info["package"] in {"onnxruntime", "onnxruntime-gpu"} and ort_info["version"] == ort.__version__
+    )
     assert info["torch"]["cuda"] == torch.cuda.is_available()
     lines = format_devices(info)
     assert lines[0].startswith(f"ONNX Runtime: {ort_info['package']} {ort.__version__}")
