@@ -9,6 +9,7 @@ those pool points. Labeled points and test points are never touched.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from iris.progress import bar
 from iris.pseudolabel.consensus import AUTO, consensus
 from iris.pseudolabel.estimate import Estimate, kfold_cluster_labels, leave_one_out
 from iris.pseudolabel.kmeans import SeededKMeans, normalise
-from iris.pseudolabel.knn import NO_LABEL, ensemble_vote
+from iris.pseudolabel.knn import NO_LABEL, EnsembleVotes, ensemble_vote
 from iris.pseudolabel.members import parse_members
 from iris.store.base import Distance, Exported, Filter, Hit, Payload, VectorStore
 from iris.tables import PSEUDOLABELS, check, write
@@ -35,6 +36,8 @@ N_CLASSES = 2
 LABELED = Filter(must={"has_label": True, "split": ["gt", "pool"]})
 """The points kNN members vote with: anything labeled, never a test image."""
 CLUSTERED_SPLITS = ("gt", "pool")
+HITS_CHUNK = 32_768
+"""Query images whose hit lists are held at once (pseudolabel and select)."""
 
 
 @dataclass
@@ -106,6 +109,7 @@ def batched_query(
     exact: bool,
     desc: str,
     watch: Stopwatch,
+    with_payload: bool = True,
 ) -> list[list[Hit]]:
     """``store.query_batch`` over ``vectors`` (n, dim), ``batch_size`` queries a call, with a progress bar."""
     if batch_size < 1:
@@ -116,7 +120,7 @@ def batched_query(
         for start in range(0, len(vectors), batch_size):
             chunk = vectors[start : start + batch_size]
             with watch.timing():
-                hits.extend(store.query_batch(chunk, k=k, flt=flt, exact=exact))
+                hits.extend(store.query_batch(chunk, k=k, flt=flt, exact=exact, with_payload=with_payload))
             progress.update(len(chunk))
     finally:
         progress.close()
@@ -187,18 +191,32 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
     # One batched query per image with the largest k serves every member: each member
     # slices its first k, and metrics differ only in how scores become distances.
     tic = time.perf_counter()
-    hits = batched_query(
-        store,
-        vectors[pool_rows],
-        k=k_max,
-        flt=LABELED,
-        batch_size=s.batch_size,
-        exact=s.exact,
-        desc="kNN ensemble",
-        watch=watch,
-    )
-    votes = ensemble_vote(
-        hits, members, confidence=s.confidence, quorum=s.quorum, n_classes=N_CLASSES, distance=distance
+    parts = []
+    # Hits are Python objects: a million images' neighbour lists at once would take GiBs,
+    # so they are voted on and dropped a chunk at a time.
+    for start in range(0, max(len(pool_rows), 1), HITS_CHUNK):
+        hits = batched_query(
+            store,
+            vectors[pool_rows[start : start + HITS_CHUNK]],
+            k=k_max,
+            flt=LABELED,
+            batch_size=s.batch_size,
+            exact=s.exact,
+            desc="kNN ensemble",
+            watch=watch,
+        )
+        parts.append(
+            ensemble_vote(
+                hits,
+                members,
+                confidence=s.confidence,
+                quorum=s.quorum,
+                n_classes=N_CLASSES,
+                distance=distance,
+            )
+        )
+    votes = EnsembleVotes(
+        *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(EnsembleVotes))
     )
     timings["knn"] = time.perf_counter() - tic
 

@@ -455,8 +455,12 @@ class ServerStore:
         k: int,
         flt: Filter | None = None,
         exact: bool = False,
+        with_payload: bool = True,
     ) -> list[list[Hit]]:
-        """The ``k`` nearest points (matching ``flt``) of each query vector, best first."""
+        """The ``k`` nearest points (matching ``flt``) of each query vector, best first.
+
+        ``with_payload=False``: hits carry ids and scores only (empty payloads).
+        """
         queries = check_queries(vectors, k=k, dim=self.dimension())
         if self.dimension() is None:
             return [[] for _ in range(len(queries))]
@@ -469,7 +473,7 @@ class ServerStore:
         for start in range(0, len(queries), _QUERY_BATCH):
             requests = [
                 models.QueryRequest(
-                    query=q.tolist(), limit=k, filter=qdrant_filter, params=params, with_payload=True
+                    query=q.tolist(), limit=k, filter=qdrant_filter, params=params, with_payload=with_payload
                 )
                 for q in queries[start : start + _QUERY_BATCH]
             ]
