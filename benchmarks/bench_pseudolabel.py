@@ -63,6 +63,12 @@ def stage(work: Path, *, with_map: bool) -> dict[str, object]:
     store = open_store(workdir, settings)
     tic, cpu = time.perf_counter(), _cpu_s()
     report = pseudolabel(workdir, settings, store)
+    print(
+        f"pseudolabel done in {report.seconds:.1f} s ({_cpu_s() - cpu:.1f} CPU s, peak {_peak_gib()} GiB): "
+        f"{report.timings}",
+        file=sys.stderr,
+        flush=True,
+    )
     reindex = time.perf_counter()
     optimize = getattr(store, "optimize", None)
     if callable(optimize):
