@@ -247,6 +247,12 @@ class EmbedSettings:
     parity_tolerance: Annotated[float, above(0)] = 1e-3
     """Largest difference allowed between torch and ONNX Runtime outputs."""
     seed: Seed = 0
+    device: Annotated[str, Matches(r"auto|cpu|cuda(:[0-9]+)?", "auto, cpu or cuda[:N]")] = "auto"
+    """ONNX Runtime device: ``auto`` (CUDA when onnxruntime-gpu offers it), ``cpu``, ``cuda[:N]``."""
+    executor: Literal["local", "ray"] = "local"
+    """Who runs the encoder: this process, or Ray Data actors (``RAY_ADDRESS`` names a cluster)."""
+    ray_actors: Count = 0
+    """Ray executor: encoder actors; 0 = one per CPU (per GPU with a ``cuda`` device) Ray offers."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +271,14 @@ class StoreSettings:
     """Server requests time out after this many seconds."""
     batch_size: Positive = 512
     """Points per request when upserting or copying to a server."""
+    # A distributed Qdrant (docker compose --profile cluster; docs/qdrant.md). Read when a
+    # server collection is created; the embedded store is always one shard, one copy.
+    shards: Positive = 1
+    """Shards of a new server collection; a cluster spreads them over its nodes (e.g. one per node)."""
+    replication_factor: Positive = 1
+    """Copies of each shard on a cluster; 2 keeps every point readable when one node is down."""
+    write_consistency: Positive = 1
+    """Copies that must confirm a write before Qdrant answers (at most ``replication_factor``)."""
 
 
 @dataclass(frozen=True)
@@ -493,6 +507,11 @@ RULES: tuple[Rule, ...] = (
         ("task.positive", "task.negative"),
         lambda s: s.task.positive.strip().casefold() != s.task.negative.strip().casefold(),
         "two different label cell values (compared case-insensitively)",
+    ),
+    Rule(
+        ("store.write_consistency", "store.replication_factor"),
+        lambda s: s.store.write_consistency <= s.store.replication_factor,
+        "store.write_consistency <= store.replication_factor (no more confirmations than copies)",
     ),
 )
 """Rules across fields that no single declaration can say. The crowd's (honeypots per page

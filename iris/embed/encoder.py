@@ -11,6 +11,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from PIL import Image
 
+from iris.devices import Provider, onnx_providers
 from iris.embed.export import INPUT_NAME, OUTPUT_NAME
 from iris.embed.images import batch_pixels
 from iris.errors import ModelError, StageOrderError
@@ -21,10 +22,9 @@ META_FILE = "embedder.json"
 CHECKPOINT_FILE = "embedder.pt"
 
 
-def default_providers() -> list[str]:
-    """CUDA first when onnxruntime-gpu offers it, then CPU."""
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+def default_providers(device: str = "auto") -> list[Provider]:
+    """ONNX Runtime providers for ``device``: CUDA first when onnxruntime-gpu offers it, then CPU."""
+    return onnx_providers(device)
 
 
 def l2_normalise(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -34,17 +34,27 @@ def l2_normalise(vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 class Encoder:
-    """An exported embedder: ``encode`` images into unit vectors of size ``dim``."""
+    """An exported embedder: ``encode`` images into unit vectors of size ``dim``.
 
-    def __init__(self, onnx_path: Path, *, image_size: int, providers: Sequence[str] | None = None) -> None:
+    ``providers`` wins over ``device`` (``auto``, ``cpu``, ``cuda[:N]``; see
+    :func:`iris.devices.onnx_providers`); ``provider`` says which one runs.
+    """
+
+    def __init__(
+        self,
+        onnx_path: Path,
+        *,
+        image_size: int,
+        providers: Sequence[Provider] | None = None,
+        device: str = "auto",
+    ) -> None:
         if not onnx_path.is_file():
             raise StageOrderError(f"{onnx_path} does not exist yet; run `iris embed` first")
+        chosen = list(providers or default_providers(device))  # a bad device is a ConfigError
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(
-                str(onnx_path), sess_options=options, providers=list(providers or default_providers())
-            )
+            self.session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=chosen)
         except Exception as exc:
             raise ModelError(
                 f"{onnx_path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc})"
@@ -91,7 +101,9 @@ def read_meta(workdir: Workdir) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def load_encoder(workdir: Workdir, *, providers: Sequence[str] | None = None) -> Encoder:
+def load_encoder(
+    workdir: Workdir, *, providers: Sequence[Provider] | None = None, device: str = "auto"
+) -> Encoder:
     """The encoder ``iris embed`` exported into ``workdir/models``.
 
     Raises:
@@ -104,4 +116,4 @@ def load_encoder(workdir: Workdir, *, providers: Sequence[str] | None = None) ->
     config = meta.get("config")
     if not isinstance(config, dict) or not isinstance(config.get("image_size"), int):
         raise ModelError(f"{workdir.models / META_FILE}: no image_size recorded; re-run `iris embed`")
-    return Encoder(onnx_path, image_size=config["image_size"], providers=providers)
+    return Encoder(onnx_path, image_size=config["image_size"], providers=providers, device=device)

@@ -221,6 +221,30 @@ def _decoded_batches(
                 future.cancel()
 
 
+def _vector_batches(
+    workdir: Workdir, settings: Settings, todo: pl.DataFrame, encoder: Encoder
+) -> Iterator[tuple[pl.DataFrame, npt.NDArray[np.float32]]]:
+    """Rows of ``todo`` with their vectors, a batch at a time: here, or on Ray actors."""
+    cfg = settings.embed
+    if cfg.executor == "ray":
+        from iris.embed.ray_executor import ray_vectors
+
+        yield from ray_vectors(
+            encoder.path,
+            todo,
+            root=workdir.root,
+            image_size=encoder.image_size,
+            batch_size=cfg.batch_size,
+            device=cfg.device,
+            actors=cfg.ray_actors,
+        )
+        return
+    for chunk, pixels in _decoded_batches(
+        workdir, todo, batch_size=cfg.batch_size, image_size=encoder.image_size
+    ):
+        yield chunk, encoder.encode_pixels(pixels)
+
+
 def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedReport:
     """Embed every image of the images table (all splits) into ``store``.
 
@@ -239,7 +263,9 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
     store.ensure_collection(dim=get_backbone(settings.embed.backbone).dim, distance="cosine")
     meta, reused = prepare_model(workdir, settings, images)
     config = meta["config"]
-    encoder = Encoder(workdir.models / ONNX_FILE, image_size=int(config["image_size"]))
+    encoder = Encoder(
+        workdir.models / ONNX_FILE, image_size=int(config["image_size"]), device=settings.embed.device
+    )
     fingerprint = str(meta["fingerprint"])
     trained_ids = frozenset(int(i) for i in meta.get("finetune", {}).get("trained_ids", []))
     done = store.ids(Filter(must={"embedder": fingerprint}))
@@ -248,10 +274,7 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
     started = time.perf_counter()
     progress = bar(desc="embed", total=len(todo), unit="img")
     try:
-        for chunk, pixels in _decoded_batches(
-            workdir, todo, batch_size=settings.embed.batch_size, image_size=encoder.image_size
-        ):
-            vectors = encoder.encode_pixels(pixels)
+        for chunk, vectors in _vector_batches(workdir, settings, todo, encoder):
             rows = chunk.select("id", "split", "source", "label").to_dicts()
             store.upsert(
                 chunk["id"].to_numpy().astype(np.int64),

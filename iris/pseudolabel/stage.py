@@ -9,6 +9,7 @@ those pool points. Labeled points and test points are never touched.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,10 +25,11 @@ from iris.neighbours import NO_LABEL
 from iris.pseudolabel.consensus import AUTO, consensus
 from iris.pseudolabel.estimate import Estimate, kfold_cluster_labels, leave_one_out
 from iris.pseudolabel.kmeans import SeededKMeans, normalise
-from iris.pseudolabel.knn import ensemble_vote
+from iris.pseudolabel.knn import EnsembleVotes, ensemble_vote
 from iris.pseudolabel.members import parse_members
 from iris.stagekit import (
     CLUSTERED_SPLITS,
+    HITS_CHUNK,
     LABELED,
     N_CLASSES,
     Points,
@@ -92,18 +94,32 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
     # One batched query per image with the largest k serves every member: each member
     # slices its first k, and metrics differ only in how scores become distances.
     with watch.phase("knn"):
-        hits = batched_query(
-            store,
-            vectors[pool_rows],
-            k=k_max,
-            flt=LABELED,
-            batch_size=s.batch_size,
-            exact=s.exact,
-            desc="kNN ensemble",
-            watch=watch,
-        )
-        votes = ensemble_vote(
-            hits, members, confidence=s.confidence, quorum=s.quorum, n_classes=N_CLASSES, distance=distance
+        # Hits are Python objects: a million images' neighbour lists at once would take GiBs,
+        # so they are voted on and dropped a chunk at a time.
+        parts = []
+        for start in range(0, max(len(pool_rows), 1), HITS_CHUNK):
+            hits = batched_query(
+                store,
+                vectors[pool_rows[start : start + HITS_CHUNK]],
+                k=k_max,
+                flt=LABELED,
+                batch_size=s.batch_size,
+                exact=s.exact,
+                desc="kNN ensemble",
+                watch=watch,
+            )
+            parts.append(
+                ensemble_vote(
+                    hits,
+                    members,
+                    confidence=s.confidence,
+                    quorum=s.quorum,
+                    n_classes=N_CLASSES,
+                    distance=distance,
+                )
+            )
+        votes = EnsembleVotes(
+            *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(EnsembleVotes))
         )
 
     clustered_rows = np.flatnonzero(np.isin(points.split, CLUSTERED_SPLITS))

@@ -90,5 +90,8 @@ def open_store(workdir: Workdir, settings: Settings, *, collection: str | None =
             timeout_s=conf.timeout_s,
             hnsw_ef=conf.hnsw_ef,
             batch_size=conf.batch_size,
+            shards=conf.shards,
+            replication_factor=conf.replication_factor,
+            write_consistency=conf.write_consistency,
         )
     return EdgeStore(workdir.qdrant, collection=name, hnsw_ef=conf.hnsw_ef)

@@ -277,8 +277,12 @@ class VectorStore(Protocol):
         k: int,
         flt: Filter | None = None,
         exact: bool = False,
+        with_payload: bool = True,
     ) -> list[list[Hit]]:
-        """The ``k`` nearest points (matching ``flt``) of each query vector, best first."""
+        """The ``k`` nearest points (matching ``flt``) of each query vector, best first.
+
+        ``with_payload=False``: hits carry ids and scores only (empty payloads).
+        """
 
     def scroll(self, *, batch: int = 1024, with_vectors: bool = True) -> Iterator[Exported]:
         """Every point in id order, ``batch`` at a time."""

@@ -120,6 +120,11 @@ def describe(store: VectorStore) -> dict[str, Any]:
     if points:
         by_status["(none)"] = store.count(Filter(must={"status": None}))
     by_origin = {o: store.count(Filter(must={"origin": o})) for o in ORIGINS} if points else {}
+    layout_of = getattr(store, "layout", None)
+    # The embedded store is one shard with one copy; a server says what its collection has.
+    layout = layout_of() if callable(layout_of) else {}
+    if not layout and store.dimension() is not None:
+        layout = {"shards": 1, "replication_factor": 1, "write_consistency": 1, "replicas": None}
     return {
         "kind": store.kind,
         "location": str(getattr(store, "location", "") or getattr(store, "path", "")),
@@ -130,4 +135,8 @@ def describe(store: VectorStore) -> dict[str, Any]:
         "by_split": {k: v for k, v in by_split.items() if v},
         "by_status": {k: v for k, v in by_status.items() if v},
         "by_origin": {k: v for k, v in by_origin.items() if v},
+        "shards": layout.get("shards"),
+        "replication_factor": layout.get("replication_factor"),
+        "write_consistency": layout.get("write_consistency"),
+        "replicas": layout.get("replicas"),
     }

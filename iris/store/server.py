@@ -18,14 +18,14 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient, models
 
-from iris.errors import DimensionError, StageOrderError, StoreError
+from iris.errors import ConfigError, DimensionError, StageOrderError, StoreError
 from iris.store.base import (
     INDEXED_KEYS,
     Distance,
@@ -52,6 +52,34 @@ _SCHEMA = {
     "integer": models.PayloadSchemaType.INTEGER,
 }
 _QUERY_BATCH = 256
+
+
+class _Layout(TypedDict, total=False):
+    """How a collection the store creates is spread over a cluster (see ``ServerStore``)."""
+
+    shards: int
+    replication_factor: int
+    write_consistency: int
+
+
+def check_layout(*, shards: int, replication_factor: int, write_consistency: int) -> None:
+    """Check the cluster settings of a collection to create.
+
+    Raises:
+        ConfigError: a count below 1, or a write consistency above the replication factor.
+    """
+    for name, value in (
+        ("store.shards", shards),
+        ("store.replication_factor", replication_factor),
+        ("store.write_consistency", write_consistency),
+    ):
+        if value < 1:
+            raise ConfigError(f"{name}: got {value}, expected >= 1")
+    if write_consistency > replication_factor:
+        raise ConfigError(
+            f"store.write_consistency: got {write_consistency}, expected <= "
+            f"store.replication_factor={replication_factor} (a write cannot wait for more copies than exist)"
+        )
 
 
 def to_qdrant_filter(flt: Filter | None) -> models.Filter | None:
@@ -83,6 +111,9 @@ class ServerStore:
         hnsw_ef: HNSW search breadth; ``0`` lets Qdrant choose.
         batch_size: points per upsert request.
         location: where the client points, for messages (URL or path).
+        shards: shards of a collection this store creates (a cluster spreads them over nodes).
+        replication_factor: copies of each shard of a collection this store creates.
+        write_consistency: copies that must confirm a write (at most ``replication_factor``).
     """
 
     def __init__(
@@ -95,7 +126,13 @@ class ServerStore:
         location: str = "",
         url: str = "",
         api_key: str = "",
+        shards: int = 1,
+        replication_factor: int = 1,
+        write_consistency: int = 1,
     ) -> None:
+        check_layout(
+            shards=shards, replication_factor=replication_factor, write_consistency=write_consistency
+        )
         self.client = client
         self.collection = collection
         self.hnsw_ef = hnsw_ef
@@ -105,6 +142,9 @@ class ServerStore:
         self._api_key = api_key
         self.kind = "server" if url else "local"
         self._dim: tuple[int, Distance] | None = None
+        self.shards = shards
+        self.replication_factor = replication_factor
+        self.write_consistency = write_consistency
 
     @classmethod
     def connect(
@@ -116,10 +156,20 @@ class ServerStore:
         timeout_s: float = 60.0,
         hnsw_ef: int = 0,
         batch_size: int = 512,
+        shards: int = 1,
+        replication_factor: int = 1,
+        write_consistency: int = 1,
     ) -> ServerStore:
-        """A store on the Qdrant server at ``url`` (``:memory:`` or ``local:PATH`` for local mode)."""
+        """A store on the Qdrant server at ``url`` (``:memory:`` or ``local:PATH`` for local mode).
+
+        ``shards``, ``replication_factor`` and ``write_consistency`` apply to a collection
+        this store creates; an existing collection keeps its own (``layout()`` reports them).
+        """
+        layout = _Layout(
+            shards=shards, replication_factor=replication_factor, write_consistency=write_consistency
+        )
         if url == ":memory:" or url.startswith("local:"):
-            return cls.local(url.removeprefix("local:") or ":memory:", collection=collection)
+            return cls.local(url.removeprefix("local:") or ":memory:", collection=collection, **layout)
         if not url.startswith(("http://", "https://")):
             raise StoreError(f"Qdrant URL {url!r} should start with http:// or https:// (or be :memory:)")
         try:
@@ -135,11 +185,18 @@ class ServerStore:
             batch_size=batch_size,
             url=url.rstrip("/"),
             api_key=api_key,
+            **layout,
         )
 
     @classmethod
-    def local(cls, path: str | Path = ":memory:", *, collection: str = "iris") -> ServerStore:
-        """A store in qdrant-client's local mode, on disk at ``path`` or ``:memory:``."""
+    def local(
+        cls, path: str | Path = ":memory:", *, collection: str = "iris", **layout: Unpack[_Layout]
+    ) -> ServerStore:
+        """A store in qdrant-client's local mode, on disk at ``path`` or ``:memory:``.
+
+        ``layout`` (shards, replication_factor, write_consistency) is passed on when a
+        collection is created; local mode accepts and ignores it.
+        """
         location = str(path)
         try:
             client = (
@@ -147,7 +204,7 @@ class ServerStore:
             )
         except Exception as exc:
             raise StoreError(f"cannot open qdrant-client local storage {location}: {exc}") from None
-        return cls(client, collection=collection, location=location)
+        return cls(client, collection=collection, location=location, **layout)
 
     def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a client call, turning transport and API failures into one-line StoreErrors."""
@@ -205,6 +262,9 @@ class ServerStore:
             self.client.create_collection,
             self.collection,
             vectors_config=models.VectorParams(size=dim, distance=_DISTANCE_TO_QDRANT[distance]),
+            shard_number=self.shards,
+            replication_factor=self.replication_factor,
+            write_consistency_factor=self.write_consistency,
         )
         if self.kind == "server":
             # Local mode has no payload indexes (it warns); a server filters faster with them.
@@ -217,6 +277,36 @@ class ServerStore:
                     field_schema=_SCHEMA[schema],
                 )
         self._dim = (dim, distance)
+
+    def layout(self) -> dict[str, Any]:
+        """How the collection is spread: shards, copies, write consistency, replicas per shard.
+
+        On a server the numbers are the collection's own (what it was created with) and
+        ``replicas`` maps each shard to the states of its copies, from the cluster info
+        (``{"0": ["Active", "Active"], ...}``). Local mode keeps no layout: it reports the
+        settings it would create with, and no replicas. Empty when there is no collection.
+        """
+        if not self._exists():
+            return {}
+        if self.kind != "server":
+            return {
+                "shards": self.shards,
+                "replication_factor": self.replication_factor,
+                "write_consistency": self.write_consistency,
+                "replicas": None,
+            }
+        params = self._call("get_collection", self.client.get_collection, self.collection).config.params
+        cluster = self._call("collection_cluster_info", self.client.collection_cluster_info, self.collection)
+        replicas: dict[str, list[str]] = {}
+        for shard in [*cluster.local_shards, *cluster.remote_shards]:
+            state = getattr(shard.state, "value", shard.state)
+            replicas.setdefault(str(shard.shard_id), []).append(str(state))
+        return {
+            "shards": int(params.shard_number or 1),
+            "replication_factor": int(params.replication_factor or 1),
+            "write_consistency": int(params.write_consistency_factor or 1),
+            "replicas": dict(sorted(replicas.items(), key=lambda kv: int(kv[0]))),
+        }
 
     def dimension(self) -> int | None:
         """Vector size of the collection, or None when it does not exist yet."""
@@ -365,8 +455,12 @@ class ServerStore:
         k: int,
         flt: Filter | None = None,
         exact: bool = False,
+        with_payload: bool = True,
     ) -> list[list[Hit]]:
-        """The ``k`` nearest points (matching ``flt``) of each query vector, best first."""
+        """The ``k`` nearest points (matching ``flt``) of each query vector, best first.
+
+        ``with_payload=False``: hits carry ids and scores only (empty payloads).
+        """
         queries = check_queries(vectors, k=k, dim=self.dimension())
         if self.dimension() is None:
             return [[] for _ in range(len(queries))]
@@ -379,7 +473,7 @@ class ServerStore:
         for start in range(0, len(queries), _QUERY_BATCH):
             requests = [
                 models.QueryRequest(
-                    query=q.tolist(), limit=k, filter=qdrant_filter, params=params, with_payload=True
+                    query=q.tolist(), limit=k, filter=qdrant_filter, params=params, with_payload=with_payload
                 )
                 for q in queries[start : start + _QUERY_BATCH]
             ]

@@ -137,6 +137,11 @@ def test_a_worker_walks_the_labeler_and_the_owner_watches(browser: Any, tmp_path
         assert page.title() == "Labeling"
         page_id = page.get_attribute("input[name=page]", "value")
         labels = _truth(db, page_id)
+        # The image's pixels arrive after the page: its natural size is 0 until it has loaded.
+        page.wait_for_function(
+            "(() => { const i = document.querySelector('button.zoom img');"
+            " return i.complete && i.naturalHeight > 0; })()"
+        )
         ratio = page.evaluate(
             "(() => { const i = document.querySelector('button.zoom img');"
             " return [i.naturalWidth / i.naturalHeight, getComputedStyle(i).objectFit]; })()"

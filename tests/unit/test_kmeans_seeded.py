@@ -58,3 +58,20 @@ def test_kfold_never_uses_an_images_own_seed() -> None:
 def test_normalise_makes_unit_rows_and_keeps_zero_rows() -> None:
     out = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
     np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_minibatch_past_the_threshold_keeps_clusters_tied_to_their_seeds() -> None:
+    # 6 blobs of 2,000 points, one seed in each; the mini-batch fit must find the same
+    # partition as full Lloyd, and each cluster keeps its seed's label.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 16)) * 6
+    x = np.concatenate([c + rng.normal(size=(2000, 16)) for c in centres]).astype(np.float32)
+    truth = np.repeat(np.arange(6) % 2, 2000)
+    seeds = np.arange(6) * 2000
+    full = SeededKMeans(minibatch_above=0).fit(x, x[seeds], truth[seeds])
+    mini = SeededKMeans(minibatch_above=5000, batch_size=1024).fit(x, x[seeds], truth[seeds])
+    assert type(full.model_).__name__ == "KMeans" and type(mini.model_).__name__ == "MiniBatchKMeans"
+    assert (mini.labels_ == full.labels_).mean() > 0.99
+    assert (mini.cluster_labels_[mini.labels_] == truth).mean() > 0.99
+    assert (mini.labels_[seeds] == np.arange(6)).all()
+    np.testing.assert_array_equal(mini.predict_label(centres.astype(np.float32)), np.arange(6) % 2)

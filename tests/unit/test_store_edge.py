@@ -161,3 +161,21 @@ def test_a_killed_writer_leaves_a_loadable_store_with_what_was_flushed(tmp_path:
         store.upsert(np.arange(300, 500), np.ones((200, 16), np.float32), [{"split": "pool"}] * 200)
     with EdgeStore(tmp_path) as store:
         assert store.count() == 500
+
+
+def test_set_payload_skips_writes_that_change_nothing(tmp_path: Path) -> None:
+    # A payload write moves points out of their HNSW segment (a re-index as costly as
+    # the first build), so an update that leaves the payload as it is must not be sent.
+    vectors = np.eye(4, 8, dtype=np.float32)
+    with EdgeStore(tmp_path) as store:
+        store.upsert([1, 2, 3, 4], vectors, [{"split": "pool", "status": "auto", "label": 1}] * 4)
+        store.optimize()
+        assert store._handle is not None and not store._handle.dirty
+        store.set_payload({1: {"status": "auto"}, 2: {"status": "auto", "label": 1}})
+        assert not store._handle.dirty  # nothing changed, nothing written
+        store.set_payload({1: {"label": True}})  # True == 1 in Python, not in a payload
+        assert store._handle.dirty
+        store.set_payload({3: {"status": "neighbour"}, 4: {"status": "auto"}})
+        got = {i: p for i, p, _ in store.retrieve([1, 2, 3, 4])}
+    assert got[1]["label"] is True and got[2]["label"] == 1
+    assert [got[i]["status"] for i in (1, 2, 3, 4)] == ["auto", "auto", "neighbour", "auto"]
