@@ -13,6 +13,11 @@ from iris.cli import main
 from iris.workdir import Workdir
 
 
+@pytest.fixture(autouse=True)
+def _small_ground_truth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These fixtures label one to three images per class, under ``ingest.min_per_class``'s default."""
+    monkeypatch.setenv("IRIS_INGEST_MIN_PER_CLASS", "1")
+
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     folder = tmp_path / "data"

@@ -19,6 +19,11 @@ from iris.errors import ColumnError, InputError, StageOrderError
 from iris.workdir import Workdir
 
 
+@pytest.fixture(autouse=True)
+def _small_ground_truth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These fixtures label one to three images per class, under ``ingest.min_per_class``'s default."""
+    monkeypatch.setenv("IRIS_INGEST_MIN_PER_CLASS", "1")
+
 def _image(path: Path, seed: int, *, mode: str = "RGB", size: tuple[int, int] = (16, 12)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)

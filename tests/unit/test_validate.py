@@ -112,7 +112,7 @@ def test_local_file_outcomes(tmp_path: Path) -> None:
     assert (
         process_file(str(tmp_path / "missing.png"), str(tmp_path / "o.png"), LIMITS).reason == "missing-file"
     )
-    assert process_file(str(tmp_path), str(tmp_path / "o.png"), LIMITS).reason == "unreadable"
+    assert process_file(str(tmp_path), str(tmp_path / "o.png"), LIMITS).reason == "not-a-file"
     good = tmp_path / "good.jpg"
     good.write_bytes(_jpeg())
     outcome = process_file(str(good), str(tmp_path / "o.png"), LIMITS)
