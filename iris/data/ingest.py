@@ -304,7 +304,11 @@ def _limits(options: IngestSettings) -> Limits:
 
 
 def _check_classes(
-    manifests: list[Manifest], labels: Sequence[int | None], *, least: int, rejected: Counter[str] | None = None
+    manifests: list[Manifest],
+    labels: Sequence[int | None],
+    *,
+    least: int,
+    rejected: Counter[str] | None = None,
 ) -> None:
     """Refuse a ground truth with fewer than ``least`` images of either class.
 

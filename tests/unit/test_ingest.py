@@ -26,6 +26,7 @@ def _small_ground_truth(monkeypatch: pytest.MonkeyPatch) -> None:
     """These fixtures label one to three images per class, under ``ingest.min_per_class``'s default."""
     monkeypatch.setenv("IRIS_INGEST_MIN_PER_CLASS", "1")
 
+
 def _image(path: Path, seed: int, *, mode: str = "RGB", size: tuple[int, int] = (16, 12)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
@@ -287,7 +288,9 @@ def test_min_per_class_counts_what_is_left_after_rejects(workdir: Workdir, tmp_p
         "after rejecting 2 row(s) (2 missing-file); expected at least 5 of each class (ingest.min_per_class)"
     )
     # The 8 images read stay: a re-run that accepts 3 per class reads only the 2 missing again.
-    report = ingest(workdir, workdir.settings(ingest={"min_per_class": 3}), ground_truth=gt, pool=[], test=None)
+    report = ingest(
+        workdir, workdir.settings(ingest={"min_per_class": 3}), ground_truth=gt, pool=[], test=None
+    )
     assert (report.processed, report.reused, report.rejects) == (2, 8, {"missing-file": 2})
 
 
@@ -321,7 +324,9 @@ def test_odd_files_are_rejected_rows_and_ingest_goes_on(workdir: Workdir, tmp_pa
     ]
     assert rejects["detail"].to_list()[0] == "NotImplementedError: Unknown pixel format flags 0"
     size = (tmp_path / "big.png").stat().st_size
-    assert rejects["detail"].to_list()[-1] == f"{tmp_path / 'big.png'}: {size} bytes > ingest.max_bytes = 10000"
+    assert (
+        rejects["detail"].to_list()[-1] == f"{tmp_path / 'big.png'}: {size} bytes > ingest.max_bytes = 10000"
+    )
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG])
@@ -380,7 +385,10 @@ def test_only_is_column_is_the_label_column_when_the_default_is_absent(
     gt = _gt(tmp_path, ["TRUE", "FALSE", "TRUE"], column="is_shirt")
     lines: list[str] = []
     report = ingest(workdir, workdir.settings(), ground_truth=gt, pool=[], test=None, echo=lines.append)
-    note = f"{gt}: no label column is_conifer; using is_shirt, its only is_* column (--label-column names another)"
+    note = (
+        f"{gt}: no label column is_conifer; using is_shirt, its only is_* column "
+        "(--label-column names another)"
+    )
     assert lines == report.notes == [note]
     assert report.labels == {"positive": 2, "negative": 1}
     record = load_ingest_record(workdir)
@@ -390,4 +398,6 @@ def test_only_is_column_is_the_label_column_when_the_default_is_absent(
 def test_a_named_label_column_is_not_guessed(workdir: Workdir, tmp_path: Path) -> None:
     gt = _gt(tmp_path, ["TRUE", "FALSE"], column="is_shirt")
     with pytest.raises(ColumnError, match="missing column"):
-        ingest(workdir, workdir.settings(task={"label_column": "is_tree"}), ground_truth=gt, pool=[], test=None)
+        ingest(
+            workdir, workdir.settings(task={"label_column": "is_tree"}), ground_truth=gt, pool=[], test=None
+        )

@@ -185,7 +185,10 @@ def test_url_list_opening_with_a_comment_keeps_its_first_url(tmp_path: Path) -> 
     )
     manifest = read_manifest(path, source_column="downloadUrl")
     assert (manifest.format, manifest.header, manifest.columns) == ("list", False, ())
-    assert [(r.line, r.source) for r in manifest.rows] == [(2, "https://e.org/1.jpg"), (4, "https://e.org/2.jpg")]
+    assert [(r.line, r.source) for r in manifest.rows] == [
+        (2, "https://e.org/1.jpg"),
+        (4, "https://e.org/2.jpg"),
+    ]
 
 
 def test_comments_in_a_tsv_are_skipped_and_lines_still_count(tmp_path: Path) -> None:
@@ -228,11 +231,14 @@ def test_label_column_detected_only_when_asked_and_unambiguous(tmp_path: Path) -
     manifest = read_manifest(one, source_column="downloadUrl", label_column="is_conifer", detect_label=True)
     assert (manifest.label_column, manifest.rows[0].label) == ("is_shirt", 1)
     assert manifest.notes == (
-        f"{one}: no label column is_conifer; using is_shirt, its only is_* column (--label-column names another)",
+        f"{one}: no label column is_conifer; using is_shirt, its only is_* column "
+        "(--label-column names another)",
     )
     with pytest.raises(ColumnError, match="missing column"):
         read_manifest(one, source_column="downloadUrl", label_column="is_conifer")
     two = _write(tmp_path / "two.tsv", "downloadUrl\tis_shirt\tis_red\na.png\tTRUE\tFALSE\n")
     with pytest.raises(ColumnError) as caught:
         read_manifest(two, source_column="downloadUrl", label_column="is_conifer", detect_label=True)
-    assert str(caught.value).startswith(f"{two}:1: missing column(s) is_conifer; found 'downloadUrl', 'is_shirt'")
+    assert str(caught.value).startswith(
+        f"{two}:1: missing column(s) is_conifer; found 'downloadUrl', 'is_shirt'"
+    )
