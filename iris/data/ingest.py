@@ -154,7 +154,7 @@ def _writing(path: Path) -> Iterator[None]:
 def _write_failed(exc: OSError) -> WorkdirError:
     """One line for a failed write; the images stored so far stay for the re-run."""
     where = exc.filename or "the work directory"
-    problem = "disk full" if exc.errno in _DISK_FULL else "cannot write"
+    problem = "disk full" if exc.errno in _DISK_FULL else "I/O error"
     return WorkdirError(
         f"{where}: {problem} ({exc.strerror or exc}); ingest stopped, the images already stored "
         "are kept: make room and run it again to resume"

@@ -163,9 +163,14 @@ def _is_comment(line: str) -> bool:
     return line.lstrip().startswith("#")
 
 
-def _read_text(path: Path, data: bytes) -> tuple[Literal["tsv", "csv"] | None, list[tuple[int, list[str]]]]:
-    # A comment becomes a blank line: skipped like one, and the line numbers stay true.
+def _read_text(
+    path: Path, data: bytes
+) -> tuple[Literal["tsv", "csv"] | None, list[tuple[int, list[str]]], list[int]]:
+    """The delimiter (None for one source per line), the rows, and the comment lines skipped."""
+    # A comment becomes a blank line (before the CSV reader sees a stray quote in it): skipped
+    # like one, and the line numbers stay true.
     parts = _LINE_BREAK.split(_decode(path, data))
+    comments = [i // 2 + 1 for i in range(0, len(parts), 2) if _is_comment(parts[i])]
     text = "".join("" if i % 2 == 0 and _is_comment(part) else part for i, part in enumerate(parts))
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter: Literal["tsv", "csv"] | None
@@ -177,7 +182,7 @@ def _read_text(path: Path, data: bytes) -> tuple[Literal["tsv", "csv"] | None, l
         delimiter = None
     if delimiter is None:
         # One column: every line is one cell, commas and all.
-        return None, [(number, [line]) for number, line in enumerate(text.splitlines(), start=1)]
+        return None, [(number, [line]) for number, line in enumerate(text.splitlines(), start=1)], comments
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if delimiter == "tsv" else ",")
     try:
         rows = []
@@ -187,7 +192,7 @@ def _read_text(path: Path, data: bytes) -> tuple[Literal["tsv", "csv"] | None, l
             start = reader.line_num + 1
     except csv.Error as exc:
         raise InputError(f"{path}:{reader.line_num}: malformed {delimiter.upper()} ({exc})") from None
-    return delimiter, rows
+    return delimiter, rows, comments
 
 
 def _find(header: list[str], name: str) -> int | None:
@@ -237,31 +242,38 @@ def read_manifest(
     except OSError as exc:
         raise InputError(f"{path}: cannot read manifest ({exc.strerror})") from None
     fmt: Format
+    comments: list[int] = []
     if data.startswith(_XLSX_MAGIC):
         fmt, rows = "xlsx", _read_xlsx(path)
+        comments = [number for number, cells in rows if cells and _is_comment(clean_source(cells[0]))]
     elif data.startswith(_XLS_MAGIC):
         raise InputError(f"{path}: legacy .xls workbook; save it as .xlsx, .csv or .tsv")
     else:
-        delimiter, rows = _read_text(path, data)
+        delimiter, rows, comments = _read_text(path, data)
         fmt = delimiter or "list"
+    skipped = set(comments)
     rows = [
         (number, cells)
         for number, cells in rows
-        if any(clean_source(c) for c in cells) and not (cells and _is_comment(clean_source(cells[0])))
+        if number not in skipped and any(clean_source(c) for c in cells)
     ]
     if not rows:
         raise InputError(f"{path}: empty manifest, expected a header and at least one row")
+    notes: list[str] = []
+    if comments:
+        # Said, not silent: a source that really starts with "#" would be lost here.
+        shown = ", ".join(str(n) for n in comments[:5]) + (", ..." if len(comments) > 5 else "")
+        notes.append(f"{path}: skipped {len(comments)} comment line(s) starting with # (line {shown})")
     header_line, header = rows[0]
     source_index = _find(header, source_column)
     label_index = _find(header, label_column) if label_column else None
-    notes: tuple[str, ...] = ()
     if label_column and label_index is None and detect_label:
         label_index = _only_flag_column(header)
         if label_index is not None:
             found = clean_source(header[label_index])
-            notes = (
+            notes.append(
                 f"{path}: no label column {label_column}; using {found}, its only is_* column "
-                "(--label-column names another)",
+                "(--label-column names another)"
             )
             label_column = found
     headerless = (
@@ -304,5 +316,5 @@ def read_manifest(
         header=not headerless,
         positive=positive,
         negative=negative,
-        notes=notes,
+        notes=tuple(notes),
     )

@@ -189,6 +189,7 @@ def test_url_list_opening_with_a_comment_keeps_its_first_url(tmp_path: Path) -> 
         (2, "https://e.org/1.jpg"),
         (4, "https://e.org/2.jpg"),
     ]
+    assert manifest.notes == (f"{path}: skipped 2 comment line(s) starting with # (line 1, 3)",)
 
 
 def test_comments_in_a_tsv_are_skipped_and_lines_still_count(tmp_path: Path) -> None:
@@ -199,6 +200,19 @@ def test_comments_in_a_tsv_are_skipped_and_lines_still_count(tmp_path: Path) -> 
     manifest = read_manifest(path, source_column="downloadUrl", label_column="is_conifer")
     assert manifest.columns == ("downloadUrl", "is_conifer")
     assert [(r.line, r.source, r.label) for r in manifest.rows] == [(3, "a.png", 1), (5, "c.png", 0)]
+    assert manifest.notes == (f"{path}: skipped 2 comment line(s) starting with # (line 1, 4)",)
+
+
+def test_comment_rows_in_an_xlsx_are_skipped(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    for row in (["# from the field team"], ["downloadUrl"], ["a.png"], ["#draft"], ["b.png"]):
+        book.active.append(row)
+    book.save(tmp_path / "t.xlsx")
+    manifest = read_manifest(tmp_path / "t.xlsx", source_column="downloadUrl")
+    assert [(r.line, r.source) for r in manifest.rows] == [(3, "a.png"), (5, "b.png")]
+    assert manifest.notes == (
+        f"{tmp_path / 't.xlsx'}: skipped 2 comment line(s) starting with # (line 1, 4)",
+    )
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-8-sig", "utf-32"])
