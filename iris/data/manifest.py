@@ -21,7 +21,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -203,6 +205,20 @@ def _find(header: list[str], name: str) -> int | None:
     return folded.index(name.casefold()) if name.casefold() in folded else None
 
 
+def _nonblocking(name: str, flags: int) -> int:
+    return os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _read_regular(path: Path) -> bytes:
+    """A manifest's bytes; a FIFO or a device (``/dev/zero``) is refused before a byte is read."""
+    with open(path, "rb", opener=_nonblocking) as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise InputError(
+                f"{path}: not a regular file (a FIFO, socket or device); expected a manifest file"
+            )
+        return handle.read()
+
+
 def _only_flag_column(header: list[str]) -> int | None:
     """Index of the header's one ``is_*`` column (``is_shirt``), or None for none or several."""
     found = [i for i, h in enumerate(header) if clean_source(h).casefold().startswith("is_")]
@@ -236,7 +252,7 @@ def read_manifest(
         ColumnError: a required column is missing (the message lists those found).
     """
     try:
-        data = path.read_bytes()
+        data = _read_regular(path)
     except FileNotFoundError:
         raise InputError(f"{path}: manifest not found") from None
     except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import openpyxl
@@ -256,3 +257,17 @@ def test_label_column_detected_only_when_asked_and_unambiguous(tmp_path: Path) -
     assert str(caught.value).startswith(
         f"{two}:1: missing column(s) is_conifer; found 'downloadUrl', 'is_shirt'"
     )
+
+
+def test_a_fifo_or_device_is_refused_as_a_manifest(tmp_path: Path) -> None:
+    fifo = tmp_path / "pool.txt"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(InputError) as caught:
+            read_manifest(path, source_column="downloadUrl")
+        assert str(caught.value) == (
+            f"{path}: not a regular file (a FIFO, socket or device); expected a manifest file"
+        )
+    with pytest.raises(InputError) as caught:
+        read_manifest(tmp_path, source_column="downloadUrl")
+    assert str(caught.value) == f"{tmp_path}: cannot read manifest (Is a directory)"
