@@ -200,3 +200,15 @@ def test_run_takes_the_column_flags_of_ingest(workdir: Workdir, data: Path) -> N
     assert result.exit_code == 0, result.output
     images = tables.read(workdir.table("images"), tables.IMAGES)
     assert images.select("source", "label").rows() == [("0.png", 1), ("1.png", 0)]
+
+
+def test_run_refuses_impossible_download_settings_before_ingest(workdir: Workdir, data: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["-w", str(workdir.root), "run", "--ground-truth", str(data / "gt.tsv")],
+        env={"IRIS_INGEST_CONCURRENCY": "0"},
+    )
+    assert _one_line_error(result) == (
+        "iris: error: ingest.concurrency = 0 (from IRIS_INGEST_CONCURRENCY): expected an integer >= 1\n"
+    )
+    assert not workdir.table("images").exists()
