@@ -183,7 +183,8 @@ def test_a_failed_png_write_raises_naming_the_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, code: int
 ) -> None:
     def full_disk(self: Image.Image, fp: object, *_args: object, **_kwargs: object) -> None:
-        Path(str(fp)).write_bytes(b"\x89PNG half")
+        assert isinstance(fp, Path), "only save_png's own write is faked"
+        fp.write_bytes(b"\x89PNG half")
         raise OSError(code, os.strerror(code))
 
     data = _jpeg()
