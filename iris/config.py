@@ -198,7 +198,8 @@ class TaskSettings:
     source_column: Annotated[str, NOT_EMPTY] = "downloadUrl"
     """Column holding the image URL or path."""
     label_column: Annotated[str, NOT_EMPTY] = "is_conifer"
-    """Column holding the ground-truth label."""
+    """Column holding the ground-truth label; left at this default and absent from the ground
+    truth, its only ``is_*`` column is used instead (ingest says so)."""
     positive: Annotated[str, NOT_EMPTY] = "TRUE"
     """Cell value of the positive class (compared case-insensitively, stripped)."""
     negative: Annotated[str, NOT_EMPTY] = "FALSE"
@@ -228,9 +229,11 @@ class IngestSettings:
     max_side: Positive = 10_000
     """Images with a longer side are rejected as too large."""
     max_bytes: Positive = 100_000_000
-    """Downloads larger than this are abandoned."""
+    """Downloads larger than this are abandoned; local files larger than this are rejected unread."""
     workers: Count = 0
     """Decoding and validation: 0 = threads, one per CPU core; N > 0 = N worker processes."""
+    min_per_class: Annotated[int, at_least(1)] = 5
+    """Fewest ground-truth images of each class; fewer (a one-class ground truth) stops ingest."""
 
 
 @dataclass(frozen=True)
