@@ -57,7 +57,7 @@ def test_each_table_names_the_stage_that_writes_it(tmp_path: Path, name: str, st
 def test_a_table_of_no_stage_says_so(tmp_path: Path) -> None:
     path = tmp_path / "mine.parquet"
     path.write_bytes(b"")
-    with pytest.raises(WorkdirError, match="write it again with the stage that writes it$"):
+    with pytest.raises(WorkdirError, match=r"write it again with the stage that writes it$"):
         tables.read(path)
 
 
