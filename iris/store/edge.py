@@ -229,6 +229,10 @@ class EdgeStore:
             if handle.lock is not None:
                 handle.lock.close()
 
+    def flush(self) -> None:
+        """Write every upsert so far to disk now (``iris embed`` does, then empties its journal)."""
+        self._flush()
+
     def _flush(self, *, unless_within: float = 0.0) -> None:
         handle = self._handle
         if handle is None or not handle.written:
