@@ -54,7 +54,9 @@ def _rate(done: float, seconds: float, unit: str) -> str:
     if seconds <= 0 or done <= 0:
         return ""
     rate = done / seconds
-    return f"{rate:,.0f} {unit}/s" if rate >= 10 else f"{rate:.2g} {unit}/s"
+    if rate >= 10:
+        return f"{rate:,.0f} {unit}/s"
+    return f"{rate:.1f} {unit}/s" if rate >= 1 else f"{1 / rate:.1f} s/{unit}"
 
 
 class LogProgress:

@@ -68,7 +68,7 @@ def test_an_unknown_total_and_a_slow_rate() -> None:
     work = LogProgress(desc="simulated crowd", total=None, unit="page", file=log, every=0.0, clock=clock)
     clock.now += 4.0
     work.update(1)
-    assert log.getvalue() == "simulated crowd: 1 page, 0.25 page/s\n"
+    assert log.getvalue() == "simulated crowd: 1 page, 4.0 s/page\n"
 
 
 def test_a_stream_that_is_not_a_terminal_gets_lines_not_frames(
