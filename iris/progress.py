@@ -3,7 +3,9 @@
 A bar redraws itself with ``\\r`` many times a second; in a file or a CI log each redraw is
 kept, so a log of ``iris demo`` would be mostly frames. When the stream is not a terminal
 (nor a notebook), progress is instead one line every ``IRIS_PROGRESS_EVERY`` seconds
-(5 by default; 0 writes a line per update)::
+(5 by default; 0 writes a line per update), and, as work goes on, no more often than
+every tenth of the time it has taken so far, so that a long job writes tens of lines,
+not hundreds (20 minutes: 40 lines)::
 
     embed: 3,072/11,800 img (26%), 212 img/s
 
@@ -60,9 +62,12 @@ def _rate(done: float, seconds: float, unit: str) -> str:
 
 
 class LogProgress:
-    """Progress as plain lines on ``file``: one at most every ``every`` seconds, and one at the end.
+    """Progress as plain lines on ``file``: one at most every ``every`` seconds (and every
+    ``share`` of the time so far), and one at the end.
 
     Args:
+        every: seconds between two lines; 0 writes one per update.
+        share: the gap also grows to this share of the elapsed time (when ``every`` > 0).
         clock: seconds, monotonic (tests pass their own).
     """
 
@@ -74,9 +79,11 @@ class LogProgress:
         unit: str,
         file: TextIO,
         every: float,
+        share: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.desc, self.total, self.unit, self.file, self.every = desc, total, unit, file, every
+        self.share = share if every > 0 else 0.0
         self.clock = clock
         self.n: float = 0
         self.postfix = ""
@@ -108,7 +115,7 @@ class LogProgress:
     def update(self, n: float = 1) -> None:
         self.n += n
         now = self.clock()
-        if now - self.last >= self.every:
+        if now - self.last >= max(self.every, self.share * (now - self.started)):
             self.last = now
             self._write(end=False)
 

@@ -53,6 +53,21 @@ def test_a_log_gets_a_line_every_interval_and_one_at_the_end() -> None:
     ]
 
 
+def test_long_work_writes_tens_of_lines_not_hundreds() -> None:
+    """20 minutes at one image a second: every 5 s for the first 50 s, then every tenth of
+    the time so far (240 lines at a fixed 5 s)."""
+    log, clock = io.StringIO(), Clock()
+    work = LogProgress(desc="train: epoch", total=1200, unit="img", file=log, every=5.0, clock=clock)
+    for _ in range(1200):
+        clock.now += 1.0
+        work.update(1)
+    work.close()
+    done = [int(line.split(": ")[2].split("/")[0].replace(",", "")) for line in log.getvalue().splitlines()]
+    assert len(done) == 40
+    assert done[:13] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 56, 63, 70]
+    assert done[-3:] == [1017, 1130, 1200]
+
+
 def test_work_shorter_than_the_interval_writes_nothing() -> None:
     log, clock = io.StringIO(), Clock()
     work = LogProgress(desc="fine-tune", total=5, unit="batch", file=log, every=5.0, clock=clock)
