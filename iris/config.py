@@ -485,8 +485,29 @@ ENV_ALIASES = {
     "IRIS_QDRANT_URL": ("store", "url"),
     "IRIS_QDRANT_API_KEY": ("store", "api_key"),
 }
-OTHER_ENV: frozenset[str] = frozenset({"IRIS_WORKDIR", "IRIS_PROGRESS"})
+PROGRESS_EVERY = "IRIS_PROGRESS_EVERY"
+OTHER_ENV: frozenset[str] = frozenset({"IRIS_WORKDIR", "IRIS_PROGRESS", PROGRESS_EVERY})
 """``IRIS_*`` variables that are read elsewhere and are not settings (no warning for them)."""
+
+
+def progress_every(environ: Mapping[str, str] | None = None, *, default: float = 5.0) -> float:
+    """Seconds between two progress lines in a log (``IRIS_PROGRESS_EVERY``; see :mod:`iris.progress`).
+
+    Checked by :func:`load_settings` too, so a bad value stops a command before any stage.
+
+    Raises:
+        ConfigError: not a number of seconds >= 0.
+    """
+    text = (os.environ if environ is None else environ).get(PROGRESS_EVERY, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise ConfigError(f"{PROGRESS_EVERY} = {text!r}: expected a number of seconds >= 0")
+    return value
 
 
 @dataclass(frozen=True)
@@ -849,7 +870,9 @@ def load_settings(
     settings = Settings()
     origins: dict[str, str] = {}
     # The environment is read first so that its warnings show even when the file is refused.
-    env, env_names = _from_env(os.environ if environ is None else environ, warn or _warn)
+    environ = os.environ if environ is None else environ
+    env, env_names = _from_env(environ, warn or _warn)
+    progress_every(environ)
     if workdir is not None:
         path = workdir / CONFIG_FILE
         if path.exists():
