@@ -124,6 +124,7 @@ def batched_query(
     """``store.query_batch`` over ``vectors`` (n, dim), ``batch_size`` queries a call, with a progress bar.
 
     ``with_payload=False`` brings ids and scores only (what a neighbour count needs).
+    ``exact=True`` searches exhaustively (reproducible); HNSW otherwise.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size: got {batch_size}, expected >= 1")
@@ -148,13 +149,15 @@ def query_by_id(
     k: int,
     flt: Filter | None,
     batch_size: int,
+    exact: bool = False,
     desc: str,
     watch: Stopwatch | None = None,
 ) -> tuple[npt.NDArray[np.int64], list[list[Hit]]]:
     """Retrieve the stored points of ``ids`` with their vectors and query with them.
 
     Returns the ids found in the store (in the order given; missing ones are skipped) and
-    each one's ``k`` nearest points matching ``flt``, best first.
+    each one's ``k`` nearest points matching ``flt``, best first. ``exact`` as for
+    :func:`batched_query`.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size: got {batch_size}, expected >= 1")
@@ -171,7 +174,7 @@ def query_by_id(
                 continue
             vectors = np.stack([np.asarray(v, dtype=np.float32) for _, _, v in points])
             with watch.timing():
-                hits.extend(store.query_batch(vectors, k=k, flt=flt))
+                hits.extend(store.query_batch(vectors, k=k, flt=flt, exact=exact))
             found.extend(int(point_id) for point_id, _, _ in points)
     finally:
         progress.close()
