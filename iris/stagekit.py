@@ -23,13 +23,19 @@ from iris.errors import ConfigError, StageOrderError, StoreError
 from iris.neighbours import NO_LABEL
 from iris.progress import bar
 from iris.store.base import Distance, Exported, Filter, Hit, VectorStore
-from iris.tables import Split
+from iris.tables import Origin, Split
 
 N_CLASSES = 2
 CLUSTERED_SPLITS: tuple[str, ...] = (Split.GT.value, Split.POOL.value)
 """Splits that vote, cluster and neighbour: never a test image."""
-LABELED = Filter(must={"has_label": True, "split": list(CLUSTERED_SPLITS)})
-"""The points kNN members vote with: anything labeled, never a test image."""
+LATER_ORIGINS: tuple[str, ...] = (Origin.CROWD.value, Origin.AUTO.value, Origin.PROPAGATED.value)
+"""Origins of labels the pipeline gave (propagate writes them into the payload): not ground truth."""
+LABELED = Filter(
+    must={"has_label": True, "split": list(CLUSTERED_SPLITS)}, must_not={"origin": list(LATER_ORIGINS)}
+)
+"""The points kNN members vote with: the ground truth (a label with no origin, as embed writes
+it, or origin ``gt``), never a test image nor a label the crowd, pseudolabel or propagation
+gave: a re-run of pseudolabel after propagate must see what a fresh run sees."""
 HITS_CHUNK = 32_768
 """Query images whose hit lists are held at once (pseudolabel and select): a million images'
 neighbour lists as Python objects would take GiBs."""
@@ -67,17 +73,22 @@ class Stopwatch:
 
 @dataclass(frozen=True)
 class Points:
-    """The store's points split by role, rows aligned with ``exported``."""
+    """The store's points split by role, rows aligned with ``exported``.
+
+    Only ground-truth labels count (see :data:`LABELED`): after propagate every pool point
+    carries a label in its payload, and those crowd, automatic and propagated labels are
+    what the stages compute, never what they start from.
+    """
 
     exported: Exported
     split: npt.NDArray[np.str_]
-    labels: npt.NDArray[np.int64]  # NO_LABEL when unknown
-    labeled: npt.NDArray[np.bool_]  # has a label and is not a test image
-    pool: npt.NDArray[np.bool_]  # split == "pool" and no label: what gets pseudo-labeled
+    labels: npt.NDArray[np.int64]  # the ground-truth label, NO_LABEL otherwise
+    labeled: npt.NDArray[np.bool_]  # a ground-truth label and not a test image
+    pool: npt.NDArray[np.bool_]  # split == "pool" without a ground-truth label: what gets pseudo-labeled
 
 
 def read_points(store: VectorStore, watch: Stopwatch) -> Points:
-    """Export the store and sort its points into labeled, pool and the rest.
+    """Export the store and sort its points into ground truth, pool and the rest.
 
     Raises:
         StageOrderError: the store is empty.
@@ -91,7 +102,7 @@ def read_points(store: VectorStore, watch: Stopwatch) -> Points:
     labels = np.full(len(exported.ids), NO_LABEL, dtype=np.int64)
     for row, payload in enumerate(exported.payloads):
         label = payload.get("label")
-        if label is None or not payload.get("has_label", True):
+        if label is None or not payload.get("has_label", True) or payload.get("origin") in LATER_ORIGINS:
             continue
         if int(label) not in range(N_CLASSES) or float(label) != int(label):
             raise StoreError(f"point {exported.ids[row]}: payload label {label!r}, expected 0 or 1")
