@@ -76,7 +76,9 @@ def _assert_same_tables(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFra
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workdir, dict[str, Any], dict[str, pl.DataFrame]]:
+def finished(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Workdir, dict[str, Any], dict[str, pl.DataFrame]]:
     """A work directory run through propagate, with its summaries and tables as a fresh run left them."""
     workdir = synthetic_workdir(tmp_path_factory.mktemp("finished") / "work")
     summaries = _run(workdir, until="propagate")
