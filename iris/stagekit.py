@@ -6,11 +6,14 @@ Stages never import each other; what two of them need lives here (and the kNN ru
 * :func:`read_points`: every point, split into labeled / pool / the rest (:class:`Points`);
 * :func:`batched_query`: ``query_batch`` over many vectors, a batch at a time, with a bar;
 * :func:`query_by_id`: retrieve stored points by id, then query with their vectors;
-* :class:`Stopwatch`: seconds spent in the store, and wall seconds per phase of a stage.
+* :class:`Stopwatch`: seconds spent in the store, and wall seconds per phase of a stage;
+* :func:`launched_tasks`: how many tasks the crowd campaign of the work directory was launched
+  with (crowd and aggregate both skip when the crowd had nothing to do).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +27,7 @@ from iris.neighbours import NO_LABEL
 from iris.progress import bar
 from iris.store.base import Distance, Exported, Filter, Hit, VectorStore
 from iris.tables import Origin, Split
+from iris.workdir import Workdir
 
 N_CLASSES = 2
 CLUSTERED_SPLITS: tuple[str, ...] = (Split.GT.value, Split.POOL.value)
@@ -190,3 +194,11 @@ def query_by_id(
     finally:
         progress.close()
     return np.asarray(found, dtype=np.int64), hits
+
+
+def launched_tasks(workdir: Workdir) -> int | None:
+    """Tasks of the crowd campaign launched in ``WORK/crowd`` (``campaign.json``), None when none was."""
+    path = workdir.crowd / "campaign.json"
+    if not path.exists():
+        return None
+    return int(json.loads(path.read_text(encoding="utf-8")).get("tasks", 0))

@@ -171,3 +171,49 @@ def test_every_neighbour_query_is_exact_by_default_and_follows_the_settings(tmp_
     )
     flags = _stage_queries(workdir, approximate)
     assert {name: set(f) for name, f in flags.items()} == {n: {False} for n in flags}
+
+
+def _nothing_for_the_crowd(root: Path, case: str) -> Workdir:
+    if case == "empty pool":
+        # Every image not in the test set is ground truth: nothing to pseudo-label.
+        pool = _pool()
+        workdir = synthetic_workdir(
+            root, replace(pool, split=np.where(pool.split == "pool", "gt", pool.split))
+        )
+    else:
+        # Well separated blobs and a lenient ensemble: every pool image is labeled automatically.
+        pool = clustered_pool(600, dim=16, n_labeled=80, n_test=40, blobs_per_class=2, spread=0.2, seed=1)
+        workdir = synthetic_workdir(root, pool)
+        settings = workdir.settings()
+        settings = replace(settings, pseudolabel=replace(settings.pseudolabel, confidence=0.5, quorum=0.5))
+        workdir.config.write_text(render_toml(settings), encoding="utf-8")
+    return workdir
+
+
+@pytest.mark.parametrize("case", ["empty pool", "pool all automatic"])
+def test_an_empty_shortlist_buys_nothing_and_the_run_goes_on(tmp_path: Path, case: str) -> None:
+    workdir = _nothing_for_the_crowd(tmp_path / "work", case)
+    summaries = _run(workdir, until="propagate")
+    assert summaries["select"]["shortlist"] == 0
+    crowd = summaries["crowd"]
+    assert (crowd["state"], crowd["tasks"], crowd["pages"], crowd["answers"], crowd["cost"]) == (
+        "skipped",
+        0,
+        0,
+        0,
+        0.0,
+    )
+    assert not (workdir.crowd / "campaign.json").exists()  # nothing launched: no training, no exam
+    assert not (workdir.crowd / "simulated").exists()
+    assert pl.read_parquet(workdir.table("answers")).height == 0
+    assert summaries["aggregate"]["tasks"] == 0
+    assert pl.read_parquet(workdir.table("aggregated")).height == 0
+    assert pl.read_parquet(workdir.table("workers")).height == 0
+    final = pl.read_parquet(workdir.table("final_labels"))
+    images = pl.read_parquet(workdir.table("images")).filter(pl.col("split") != "test")
+    assert final["id"].to_list() == images["id"].sort().to_list()  # every image labeled
+    assert set(final["origin"].unique().to_list()) == ({"gt"} if case == "empty pool" else {"gt", "auto"})
+    # And on every re-run: the crowd, aggregate and propagate stages redone give the same.
+    again = _run(workdir, until="propagate", redo=("crowd",))
+    assert again["crowd"]["state"] == "skipped" and again["aggregate"]["tasks"] == 0
+    assert pl.read_parquet(workdir.table("final_labels")).equals(final)
