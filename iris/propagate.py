@@ -201,7 +201,9 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
     fetch_k = math.ceil((max_k + 1) * cfg.folds / max(cfg.folds - 1, 1) * 1.5) + 5
     labeled_ids = final["id"].to_numpy()
     cv_ids, cv_neighbours = _query(
-        store, labeled_ids.tolist(), k=fetch_k,
+        store,
+        labeled_ids.tolist(),
+        k=fetch_k,
         batch_size=cfg.batch_size,
         exact=cfg.exact,
         desc="propagate: cv queries",

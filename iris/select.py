@@ -136,7 +136,8 @@ def check_replaceable(workdir: Workdir, settings: Settings, shortlist: pl.DataFr
         return
     raise CrowdError(
         f"{path}: its {sent.height} images were sent to the {st.backend} crowd ({st.pages} pages bought, "
-        f"cost {st.cost:.2f}); the new selection ({shortlist.height} images) would not match what was paid for. "
+        f"cost {st.cost:.2f}); the new selection ({shortlist.height} images) would not match "
+        "what was paid for. "
         "Keep it, or set select.replace_sent = true (IRIS_SELECT_REPLACE_SENT=1) and then run "
         "`iris crowd launch --restart` to start a new campaign on the new shortlist"
     )
