@@ -11,7 +11,9 @@ Priority (0 = sent first), which is also the order a budget cuts from the end:
 3. then a lower ensemble share first (the more unsure, the earlier);
 4. then the id, so the order is total and reproducible.
 
-Labeled images (gt or later crowd labels) and test images are never on the shortlist.
+Ground-truth images and test images are never on the shortlist. Labels a later stage gave
+(crowd, auto, propagated: propagate writes them into the payload) do not count: a redone
+select on a finished work directory shortlists what a fresh run does.
 
 A shortlist the crowd campaign has been paid for is not replaced by a different one
 (:func:`check_replaceable`): the answers bought would no longer match it.
@@ -159,8 +161,8 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
     watch = Stopwatch()
     with watch.phase("export"):
         points = read_points(store, watch)
-    # Only images that are still unlabeled pool points: a crowd label since the
-    # pseudolabel run takes an image off the shortlist.
+    # Only pool images without a ground-truth label (read_points leaves crowd, automatic and
+    # propagated labels out), so a redo after propagate sees the pool of a fresh run.
     row_of = {int(i): r for r, i in enumerate(points.exported.ids.tolist())}
     pool_ids = set(points.exported.ids[points.pool].tolist())
     pseudolabels = pseudolabels.filter(pl.col("id").is_in(list(pool_ids))).sort("id")
