@@ -69,13 +69,14 @@ class SyntheticPool:
         return frame.sort("id")
 
     def write_workdir(self, workdir: Workdir, store: VectorStore) -> Path:
-        """A work directory as ingest and embed leave it: the images table, the vectors in
+        """A work directory as ingest and embed leave it: the images (and empty rejects) table, the vectors in
         ``store``, and an answer key (``source,label`` for every point) for the simulated crowd.
 
         Returns:
             The answer key's path (``crowd.answer_key``).
         """
         tables.write(self.images(), workdir.table("images"))
+        tables.write(pl.DataFrame(schema=tables.REJECTS), workdir.table("rejects"))
         self.load_into(store)
         key = workdir.root / "answer_key.csv"
         pl.DataFrame({"source": self.sources(), "label": self.truth.tolist()}).write_csv(key)

@@ -217,3 +217,12 @@ def test_an_empty_shortlist_buys_nothing_and_the_run_goes_on(tmp_path: Path, cas
     again = _run(workdir, until="propagate", redo=("crowd",))
     assert again["crowd"]["state"] == "skipped" and again["aggregate"]["tasks"] == 0
     assert pl.read_parquet(workdir.table("final_labels")).equals(final)
+    # What `iris run` does after the stages: the pictures and the report, over empty crowd tables.
+    from iris.report.summary import draw_pictures, write_report
+
+    state = RunState(workdir)
+    assert [p.name for p in draw_pictures(workdir, workdir.settings(), state)] == [
+        "data_stats.png",
+        "worker_skills.png",
+    ]
+    assert write_report(workdir, state, {}).exists()
