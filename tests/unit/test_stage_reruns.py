@@ -85,7 +85,7 @@ def finished(
     return workdir, summaries, _tables(workdir)
 
 
-@pytest.mark.parametrize("stage", ["pseudolabel", "select", "propagate"])
+@pytest.mark.parametrize("stage", ["pseudolabel", "select", "crowd", "aggregate", "propagate"])
 def test_a_stage_redone_after_propagate_gives_the_tables_of_a_fresh_run(
     finished: tuple[Workdir, dict[str, Any], dict[str, pl.DataFrame]], stage: str
 ) -> None:
