@@ -208,7 +208,10 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
         exact=cfg.exact,
         desc="propagate: cv queries",
     )
-    cv_rows = pl.DataFrame({"id": cv_ids}, schema={"id": pl.Int64}).join(final, on="id", how="left")
+    # Rows must stay in query order (labels align with cv_ids): polars keeps no join order unless told.
+    cv_rows = pl.DataFrame({"id": cv_ids}, schema={"id": pl.Int64}).join(
+        final, on="id", how="left", maintain_order="left"
+    )
     results = cross_validate(
         cv_ids,
         cv_rows["label"].to_numpy().astype(np.int8),
