@@ -309,8 +309,10 @@ class PseudolabelSettings:
     seed: Seed = 0
     batch_size: Positive = 512
     """Query vectors per batched Qdrant query."""
-    exact: bool = False
-    """Exact (brute-force) kNN queries instead of HNSW."""
+    exact: bool = True
+    """Exact (brute-force) kNN queries: the same store gives the same labels on every run. HNSW
+    (false) is faster on large pools, but its index is built by parallel threads, so a re-run
+    may find slightly different neighbours."""
     estimate_folds: Annotated[int, AnyOf((Interval(0, 0), at_least(2)))] = 5
     """Folds for the KMeans part of the accuracy estimate (the kNN part is leave-one-out); 0 skips it."""
     kmeans_max_iter: Positive = 100
@@ -326,10 +328,15 @@ class SelectSettings:
     """Cap on the shortlist size; 0 means no cap."""
     batch_size: Positive = 512
     """Query vectors per batched Qdrant query."""
-    exact: bool = False
-    """Exact (brute-force) kNN queries instead of HNSW."""
+    exact: bool = True
+    """Exact (brute-force) kNN queries: the same store gives the same labels on every run. HNSW
+    (false) is faster on large pools, but its index is built by parallel threads, so a re-run
+    may find slightly different neighbours."""
     map_points: Count = 2000
     """Points drawn on reports/embedding_map.png (a seeded subsample); 0 skips the map."""
+    replace_sent: bool = False
+    """Let select replace a shortlist the launched crowd campaign has bought answers for; then
+    ``iris crowd launch --restart`` starts a new campaign on the new shortlist."""
 
 
 @dataclass(frozen=True)
@@ -432,6 +439,10 @@ class PropagateSettings:
     folds: Annotated[int, at_least(2)] = 5
     batch_size: Positive = 512
     """Query vectors per Qdrant batch request."""
+    exact: bool = True
+    """Exact (brute-force) kNN queries: the same store gives the same labels on every run. HNSW
+    (false) is faster on large pools, but its index is built by parallel threads, so a re-run
+    may find slightly different neighbours."""
     seed: Seed = 0
 
 
