@@ -353,12 +353,16 @@ class CrowdSettings:
     exam_price: Annotated[float, at_least(0)] = 0.05
     """Reward per exam page; Toloka's exam guide asks for the page price (workers who passed
     cannot start the main tasks at once otherwise), and its minimum is 0.005."""
-    min_seconds_per_page: Seconds = 20.0
-    """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``."""
+    min_seconds_per_page: Seconds = 5.0
+    """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``.
+    Toloka applies it to a short last page as to a full one, and at 20 s it banned honest
+    people on the campaign's short last pages (their tasks re-issued, more short pages:
+    ``benchmarks/bench_quality.py``); the skill rule catches the fast clickers it lets by."""
     fast_ban_days: Count = 1
-    min_honeypot_accuracy: Share = 0.6
-    """Quality control: accuracy on the last ``honeypot_window`` honeypots below this bans."""
-    honeypot_window: Positive = 5
+    min_honeypot_accuracy: Share = 0.5
+    """Quality control: accuracy on the last ``honeypot_window`` honeypots below this bans (at
+    0.6 of 5 it banned one honest person in nine; honeypots also count in the skill rule)."""
+    honeypot_window: Positive = 10
     min_skill: Share = 0.3
     """Quality control: ban a worker whose Dawid-Skene skill (sensitivity + specificity − 1 of
     their confusion matrix: 0 for random or one-sided answers, 1 for always right) is surely

@@ -173,20 +173,35 @@ class _Confusion:
         self.evidence += sign * (2.0 * q - 1.0) ** 2
         self.answers += sign
 
+    def rates(self) -> tuple[float, float]:
+        """Sensitivity and specificity, corrected for the others' uncertainty.
+
+        Scored against a posterior q rather than the truth, a rate comes out pulled towards
+        1/2 by the factor c = mean (2q − 1)² (for a calibrated q); dividing the pull out gives
+        an estimate whatever the images' difficulty. Without this, the votes' weights shrink
+        with the rates and the posteriors with the weights, until nobody's answers say anything.
+        Then both are drawn towards :data:`SKILL_PRIOR_ACCURACY` by
+        :data:`SKILL_PRIOR_ANSWERS` pseudo-answers each.
+        """
+        pos, neg = self.n10 + self.n11, self.n00 + self.n01
+        c = self.evidence / self.answers if self.answers > 0 else 0.0
+        out = []
+        for right, total in ((self.n11, pos), (self.n00, neg)):
+            n_eff = total * c
+            rate = 0.5 + (right / total - 0.5) / c if total > 0 and c > 0 else 0.5
+            rate = (rate * n_eff + SKILL_PRIOR_ANSWERS * SKILL_PRIOR_ACCURACY) / (n_eff + SKILL_PRIOR_ANSWERS)
+            out.append(min(max(rate, _CLIP), 1 - _CLIP))
+        return out[0], out[1]
+
     def weights(self) -> tuple[float, float]:
         """Log-likelihood ratio (true 1 against true 0) of this worker answering 0, and 1."""
-        a, b = SKILL_PRIOR_ANSWERS * SKILL_PRIOR_ACCURACY, SKILL_PRIOR_ANSWERS * (1 - SKILL_PRIOR_ACCURACY)
-        sens = (self.n11 + a) / (self.n10 + self.n11 + a + b)
-        spec = (self.n00 + a) / (self.n00 + self.n01 + a + b)
-        sens = min(max(sens, _CLIP), 1 - _CLIP)
-        spec = min(max(spec, _CLIP), 1 - _CLIP)
+        sens, spec = self.rates()
         return math.log((1 - sens) / spec), math.log(sens / (1 - spec))
 
     def skill(self) -> float:
         """Sensitivity + specificity − 1 of the confusion matrix (0 for answers that do not
-        depend on the image, 1 for always right), divided by the posterior's own informativeness
-        (evidence / answers): the others' uncertainty shrinks every worker's raw estimate by
-        that factor, a spammer's included."""
+        depend on the image, 1 for always right), divided by the posteriors' informativeness
+        c = evidence / answers (see :meth:`rates`); no prior."""
         pos, neg = self.n10 + self.n11, self.n00 + self.n01
         if self.evidence <= 0 or pos <= 0 or neg <= 0:
             return 0.0
