@@ -261,7 +261,7 @@ def build_main_pool(
             "honeypot",
         ),
     ]
-    if platform.majority_rule_usable(spec.overlap):
+    if platform.majority_rule_usable(spec.overlap) and rules.majority.min_agreement > 0:
         triggers.append(
             (
                 # answer_threshold is the number of matching answers that makes a majority
