@@ -29,7 +29,7 @@ import polars as pl
 
 from iris.cli._common import echo_table
 from iris.config import load_settings
-from iris.crowd import platform, quality
+from iris.crowd import aggregation, quality
 from iris.crowd.backends import simulated
 from iris.crowd.backends.base import CampaignInputs
 from iris.crowd.spec import CampaignSpec, split_ground_truth
@@ -96,6 +96,12 @@ def run_one(args: argparse.Namespace, seed: int, overrides: dict[str, str]) -> d
         for w in banned:
             by_rule[f"{kind}:{rule_of[w.id]}"] += 1
     out["by_rule"] = dict(by_rule)
+    if args.crowdkit:
+        # iris's skill against crowd-kit's Dawid-Skene on the same answers (rank correlation).
+        ours = quality.worker_skills(result.answers, inputs.gold)
+        theirs = aggregation.aggregate(result.answers, method="dawid-skene", gold=inputs.gold).workers
+        both = ours.join(theirs.select("worker", ds="skill"), on="worker").drop_nulls()
+        out["spearman"] = float(np.corrcoef(both["skill"].rank(), both["ds"].rank())[0, 1])
     good = {w.id: w.accuracy for w in result.workers if w.kind == "good"}
     out["good_banned_accuracy"] = sorted(round(good[w], 2) for w in rule_of if w in good)
     return out
@@ -107,7 +113,9 @@ def spread(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--gt", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -115,6 +123,12 @@ def main() -> None:
     parser.add_argument("--rules", choices=["toloka", "iris"], default="toloka")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [crowd] setting")
     parser.add_argument("--verbose", action="store_true", help="one line per seed too")
+    parser.add_argument(
+        "--no-crowdkit",
+        dest="crowdkit",
+        action="store_false",
+        help="skip comparing the skills with crowd-kit's Dawid-Skene",
+    )
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
     runs = [run_one(args, seed, overrides) for seed in args.seeds]
@@ -129,14 +143,25 @@ def main() -> None:
                 "kind": kind,
                 "workers (all seeds)": sum(n for n, _ in counts),
                 "banned": sum(b for _, b in counts),
-                "share banned, mean ± sd (min–max) over seeds": spread([b / n if n else 0.0 for n, b in counts]),
+                "share banned, mean ± sd (min–max) over seeds": spread(
+                    [b / n if n else 0.0 for n, b in counts]
+                ),
             }
         )
-    label = f"{args.rules} rules, {args.tasks} tasks, difficulty U{tuple(args.difficulty)}, seeds {args.seeds}"
+    label = (
+        f"{args.rules} rules, {args.tasks} tasks, difficulty U{tuple(args.difficulty)}, seeds {args.seeds}"
+    )
     echo_table(rows, title=label + (f", {overrides}" if overrides else ""))
     pages = [float(r["pages"]) for r in runs]  # type: ignore[arg-type]
-    print(f"pages bought: {spread(pages)} (a full overlap needs {runs[0]['needed']}); "
-          f"simulate s: {spread([float(r['s']) for r in runs])}")  # type: ignore[arg-type]
+    print(
+        f"pages bought: {spread(pages)} (a full overlap needs {runs[0]['needed']}); "
+        f"simulate s: {spread([float(r['s']) for r in runs])}"
+    )  # type: ignore[arg-type]
+    if args.crowdkit:
+        print(
+            "rank correlation of iris's skill with crowd-kit DawidSkene's (all answers, end of campaign): "
+            + spread([float(r["spearman"]) for r in runs])  # type: ignore[arg-type]
+        )
     totals: dict[str, int] = defaultdict(int)
     for r in runs:
         for key, n in r["by_rule"].items():  # type: ignore[attr-defined]

@@ -7,6 +7,14 @@ them all. These are iris's own rules (the self-hosted web labeler applies them).
 grow with the answers before. Toloka counts differently (no pro-rating, rolling windows, its
 majority threshold): the Toloka backend and the simulated crowd use :mod:`iris.crowd.platform`,
 which models Toloka's rules.
+
+The rules: fast pages, honeypot accuracy, agreement with the majority (off by default) and
+skill. The skill rule (:class:`SkillState`) judges a worker by their Dawid-Skene confusion
+matrix rather than by raw agreement: on a shortlist of ambiguous images an honest person
+disagrees with the others often, but their answers still follow the image, which a spammer's
+or a one-answer clicker's do not; the rule bans only when the estimate is surely below
+``min_skill``. Toloka has no such rule: the simulated crowd applies it on top of Toloka's
+(:class:`iris.crowd.backends.simulated.engine.SkillOnTop`).
 """
 
 from __future__ import annotations
@@ -429,7 +437,9 @@ def evaluate(
     """Apply every rule; one ban per newly caught worker (the first rule that fires wins).
 
     This re-reads every answer: right for a report on collected answers, quadratic when
-    called after every page. :class:`QualityState` gives the same bans page by page.
+    called after every page. :class:`QualityState` gives the same bans page by page (the skill
+    rule's estimate there is online, see its docstring). The skill rule comes last, on the
+    answers of the workers no other rule caught.
 
     Returns:
         BANS table: worker, rule, detail, at (= ``now``), until.
@@ -489,6 +499,12 @@ class QualityState:
     :func:`evaluate` with ``already_banned``).
 
     A page's answers arrive together (one worker, one ``submitted_at``, one ``duration``).
+
+    The skill rule is the exception to "the same bans as :func:`evaluate`": its estimate is
+    online (each page re-scores its tasks, and every vote is re-weighted now and then,
+    :class:`SkillState`), while :func:`evaluate` replays all the pages and sweeps once more; the
+    two estimates are close, not equal. Its inputs change for the page's worker, everyone who
+    answered one of its tasks, and everyone who shared a task with a worker just banned.
     """
 
     def __init__(self, gold: pl.DataFrame, rules: QualityRules) -> None:

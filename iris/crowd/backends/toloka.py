@@ -490,6 +490,13 @@ class TolokaBackend:
                 f"overlap {spec.overlap}: a majority would need every answer to match, so the "
                 "majority-vote rule is left out"
             )
+        if spec.rules.skill.on:
+            # iris.crowd.quality.SkillState; the simulated crowd applies it on top of Toloka's rules.
+            warnings.append(
+                f"crowd.min_skill = {spec.rules.skill.min_skill:g}: Toloka has no skill rule and iris "
+                "does not yet apply it to a Toloka pool, so there only the fast and honeypot rules ban "
+                "(crowd.min_majority_agreement adds Toloka's majority vote)"
+            )
         return Plan.of(
             self.name,
             inputs,

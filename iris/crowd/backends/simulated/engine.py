@@ -18,7 +18,8 @@ cohort arrives (:meth:`~Simulation.arrive`, at most :data:`MAX_COHORTS`).
 :mod:`iris.crowd.platform`, so that a dry run predicts a real campaign: a person never sees a
 honeypot twice and leaves when theirs run out, and bans follow Toloka's quality control
 (:class:`~iris.crowd.platform.TolokaQualityControl`: no pro-rated fast rule, rolling windows,
-Toloka's majority). ``rules="iris"`` runs iris's own rules instead.
+Toloka's majority), with iris's skill rule applied on top (:class:`SkillOnTop`: Toloka has
+no rule like it; iris judges the skills and bans). ``rules="iris"`` runs iris's own rules instead.
 """
 
 from __future__ import annotations
