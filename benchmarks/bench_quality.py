@@ -89,13 +89,19 @@ def run_one(args: argparse.Namespace, seed: int, overrides: dict[str, str]) -> d
     rule_of = dict(zip(result.bans["worker"].to_list(), result.bans["rule"].to_list(), strict=True))
     out: dict[str, object] = {"pages": result.pages, "needed": spec.pages_for(args.tasks), "s": seconds}
     by_rule: dict[str, int] = defaultdict(int)
+    pages = dict(result.answers.group_by("worker").agg(pl.col("page").n_unique()).iter_rows())
     for kind in KINDS:
-        people = [w for w in result.workers if w.kind == kind]
+        # Who submitted a page (people who passed the exam after the work ran out never answer).
+        people = [w for w in result.workers if w.kind == kind and pages.get(w.id, 0) > 0]
         banned = [w for w in people if w.id in rule_of]
         out[kind] = (len(people), len(banned))
         for w in banned:
             by_rule[f"{kind}:{rule_of[w.id]}"] += 1
     out["by_rule"] = dict(by_rule)
+    out["escaped_pages"] = [
+        pages[w.id] for w in result.workers if w.kind != "good" and w.id not in rule_of and w.id in pages
+    ]
+    out["banned_pages"] = [pages[w.id] for w in result.workers if w.kind != "good" and w.id in rule_of]
     if args.crowdkit:
         # iris's skill against crowd-kit's Dawid-Skene on the same answers (rank correlation).
         ours = quality.worker_skills(result.answers, inputs.gold)
@@ -141,7 +147,7 @@ def main() -> None:
         rows.append(
             {
                 "kind": kind,
-                "workers (all seeds)": sum(n for n, _ in counts),
+                "workers who did a page (all seeds)": sum(n for n, _ in counts),
                 "banned": sum(b for _, b in counts),
                 "share banned, mean ± sd (min–max) over seeds": spread(
                     [b / n if n else 0.0 for n, b in counts]
@@ -162,6 +168,12 @@ def main() -> None:
             "rank correlation of iris's skill with crowd-kit DawidSkene's (all answers, end of campaign): "
             + spread([float(r["spearman"]) for r in runs])  # type: ignore[arg-type]
         )
+    escaped = sorted(n for r in runs for n in r["escaped_pages"])  # type: ignore[attr-defined]
+    caught = [n for r in runs for n in r["banned_pages"]]  # type: ignore[attr-defined]
+    print(
+        f"pages a spammer or fast clicker did: banned ones {np.mean(caught):.2f} on average "
+        f"(the page that earned the ban included); those never banned: {escaped}"
+    )
     totals: dict[str, int] = defaultdict(int)
     for r in runs:
         for key, n in r["by_rule"].items():  # type: ignore[attr-defined]
