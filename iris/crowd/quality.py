@@ -320,7 +320,7 @@ class SkillState:
         return (skill, upper, conf.answers) if upper < rule.min_skill else None
 
     def table(self) -> pl.DataFrame:
-        """worker, answers (counted), evidence, skill, weight of an answer 0 and of 1."""
+        """worker, answers (counted), evidence (sum of (2q − 1)²), skill."""
         rows = [
             {
                 "worker": w,
