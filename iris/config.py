@@ -363,17 +363,33 @@ class CrowdSettings:
     exam_price: Annotated[float, at_least(0)] = 0.05
     """Reward per exam page; Toloka's exam guide asks for the page price (workers who passed
     cannot start the main tasks at once otherwise), and its minimum is 0.005."""
-    min_seconds_per_page: Seconds = 20.0
-    """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``."""
+    min_seconds_per_page: Seconds = 5.0
+    """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``.
+    Toloka applies it to a short last page as to a full one, and at 20 s it banned honest
+    people on the campaign's short last pages (their tasks re-issued, more short pages:
+    ``benchmarks/bench_quality.py``); the skill rule catches the fast clickers it lets by."""
     fast_ban_days: Count = 1
-    min_honeypot_accuracy: Share = 0.6
-    """Quality control: accuracy on the last ``honeypot_window`` honeypots below this bans."""
-    honeypot_window: Positive = 5
-    min_majority_agreement: Share = 0.6
-    """Quality control: agreement with the others' majority on the last ``majority_window`` tasks."""
+    min_honeypot_accuracy: Share = 0.5
+    """Quality control: accuracy on the last ``honeypot_window`` honeypots below this bans (at
+    0.6 of 5 it banned one honest person in nine; honeypots also count in the skill rule)."""
+    honeypot_window: Positive = 10
+    min_skill: Share = 0.3
+    """Quality control: ban a worker whose Dawid-Skene skill (sensitivity + specificity − 1 of
+    their confusion matrix: 0 for random or one-sided answers, 1 for always right) is surely
+    below this; 0 turns the rule off. Calibrated on the simulated crowd
+    (``benchmarks/bench_quality.py``)."""
+    skill_min_answers: Positive = 49
+    """Quality control: answers (to tasks others answered too, and honeypots) a worker needs
+    before the skill rule judges them."""
+    skill_confidence: Annotated[float, at_least(0)] = 2.0
+    """Quality control: standard errors the skill must be below ``min_skill`` by to ban."""
+    min_majority_agreement: Share = 0.0
+    """Quality control: agreement with the others' majority on the last ``majority_window``
+    tasks below this bans; 0 (the default) turns the rule off: on a shortlist of ambiguous
+    images it bans honest people, which the skill rule does not."""
     majority_window: Positive = 20
     ban_days: Count = 7
-    """Ban length for the honeypot and majority rules."""
+    """Ban length for the honeypot, skill and majority rules."""
     reject_banned: bool = False
     """Reject (do not pay for, do not keep) the answers of banned workers."""
     reissue_banned: bool = True

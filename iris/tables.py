@@ -123,7 +123,7 @@ TASKS: Schema = {"id": pl.Int64, "source": pl.String, "path": pl.String, "priori
 """The crowd campaign's tasks: the shortlist joined to its images."""
 BANS: Schema = {
     "worker": pl.String,
-    "rule": pl.String,  # "fast" | "honeypot" | "majority"
+    "rule": pl.String,  # "fast" | "honeypot" | "majority" | "skill"
     "detail": pl.String,
     "at": pl.Datetime("us", "UTC"),
     "until": pl.Datetime("us", "UTC"),
