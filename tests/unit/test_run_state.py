@@ -24,7 +24,10 @@ FIX = (
     [
         ("", "is empty"),
         ("  \n", "is empty"),
-        ('{"stages": {"ingest": {"done": tr', "is truncated or not JSON (Expecting value at line 1 column 32)"),
+        (
+            '{"stages": {"ingest": {"done": tr',
+            "is truncated or not JSON (Expecting value at line 1 column 32)",
+        ),
         ("\x00\x00\x00", "is truncated or not JSON (Expecting value at line 1 column 1)"),
         ("[1, 2]", "expected an object with a 'stages' object, got '[1, 2]'"),
         ('{"stages": []}', "expected an object with a 'stages' object, got '{\"stages\": []}'"),
