@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from iris import preflight
 from iris.cli import main
 from iris.config import Settings, render_toml
+from iris.pipeline import STAGE_NAMES as STAGES
 
 
 @pytest.fixture
@@ -57,19 +58,11 @@ def test_iris_run_with_init_defaults_and_no_resnet_weights_stops_before_any_stag
     assert not (work / "tables" / "images.parquet").exists()
 
 
-def test_iris_run_past_a_finished_train_stage_needs_no_weights(offline: Path, tmp_path: Path) -> None:
+def test_doctor_with_every_stage_done_needs_no_weights(offline: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     work = tmp_path / "work"
     assert runner.invoke(main, ["init", str(work)]).exit_code == 0
-    stages = {
-        name: {"done": True, "seconds": 1.0, "summary": {}} for name in ("ingest", "embed", "pseudolabel")
-    }
-    stages |= {
-        name: {"done": True, "seconds": 1.0, "summary": {}} for name in ("select", "crowd", "aggregate")
-    }
-    stages |= {
-        name: {"done": True, "seconds": 1.0, "summary": {}} for name in ("propagate", "train", "predict")
-    }
+    stages = {name: {"done": True, "seconds": 1.0, "summary": {}} for name in STAGES}
     (work / "state.json").write_text(json.dumps({"stages": stages, "manifests": {}}))
     result = runner.invoke(main, ["--workdir", str(work), "doctor"])
     assert "stages to check: none (every stage is done)" in result.output
@@ -116,9 +109,6 @@ def test_doctor_lists_runtimes_and_checks_and_fails_like_run(offline: Path, tmp_
     ]
     assert "  failed      manifests" in checks and "  failed      backbone weights" in checks
     assert checks[-1] == "iris: error: 2 problem(s) found by manifests, backbone weights; see above"
-
-
-STAGES = ("ingest", "embed", "pseudolabel", "select", "crowd", "aggregate", "propagate", "train", "predict")
 
 
 def test_doctor_passes_for_a_workdir_configured_like_the_end_to_end_tests(
