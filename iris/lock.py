@@ -5,8 +5,9 @@ stages, ``crowd launch`` …; the list is :data:`iris.cli._common.LOCKING_COMMAN
 ``fcntl.flock(LOCK_EX | LOCK_NB)`` on ``WORK/.lock`` for as long as it runs. A second
 writer does not wait: it is refused at once with one line naming the holder's PID and
 command line, which the holder wrote into the lock file. The kernel drops the lock when
-the holder's process ends, however it ends (``kill -9`` included), so there is never a
-stale lock to delete: a left-over ``.lock`` file with an old PID in it locks nothing.
+the holder's process ends, however it ends (``kill -9`` included; a child it forked without
+exec, such as a worker process, shares the lock until it ends too), so there is never a stale
+lock to delete: a left-over ``.lock`` file with an old PID in it locks nothing.
 
 Within one process the lock is re-entrant (a nested acquisition of a path this process
 already holds only counts), because ``flock`` locks belong to an open file, and a second

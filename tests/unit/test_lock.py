@@ -170,3 +170,15 @@ def test_the_lock_records_the_command_line_and_is_released_after_the_command(
     assert seen == [f"iris --workdir {workdir.root} run --until embed"]
     assert (workdir.root / LOCK_FILE).read_text() == ""  # released when the command ended
     assert _try_elsewhere(workdir.root) == "acquired"
+
+
+def test_init_force_and_demo_lock_the_directory_they_make(tmp_path: Path) -> None:
+    workdir = init_workdir(tmp_path / "demo" / "work")
+    with held_elsewhere(workdir.root, "iris demo") as holder:
+        for args in (["init", "--force", str(workdir.root)], ["demo", "--dir", str(tmp_path / "demo")]):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 2
+            assert result.output.startswith(
+                f"iris: error: {workdir.root} is in use by PID {holder.pid} (iris demo, since "
+            )
+    assert not (tmp_path / "demo" / "data").exists()  # the demo built nothing
