@@ -50,7 +50,8 @@ def _command(workdir: Workdir, data: Path) -> list[str]:
 
 def _env() -> dict[str, str]:
     here = str(Path(__file__).resolve().parents[2])
-    return {**os.environ, "IRIS_PROGRESS": "0", "OMP_NUM_THREADS": "2", "PYTHONPATH": here}
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "IRIS_PROGRESS": "0", "OMP_NUM_THREADS": "2", "PYTHONPATH": path}
 
 
 def _pages_bought(workdir: Workdir) -> list[str]:
