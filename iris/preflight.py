@@ -105,12 +105,10 @@ def _installed(module: str) -> bool:
 
 
 def _reachable(url: str) -> bool:
-    """Whether ``url`` answers a HEAD request (any HTTP status counts: the host is there)."""
+    """Whether a HEAD request for ``url`` succeeds (so torch hub could download it)."""
     try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S)
-    except urllib.error.HTTPError:
-        return True
-    except (OSError, ValueError):
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
+    except (OSError, ValueError):  # HTTPError (a 403 proxy, a 404) is an OSError too
         return False
     return True
 

@@ -234,3 +234,22 @@ def test_the_demo_passes_offline(offline: Path, workdir: Workdir) -> None:
     _files(data, "answer_key.csv")
     settings = demo_settings(data)
     assert find_problems(Needs(workdir, settings, ALL, _manifests(workdir.root / "in"))) == []
+
+
+def test_a_weight_file_is_downloadable_only_when_its_head_request_succeeds(tmp_path: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "resnet18-f37072fd.pth").write_bytes(b"weights")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert preflight._reachable(f"{base}/resnet18-f37072fd.pth")
+        assert not preflight._reachable(f"{base}/resnet34-b627a593.pth")  # 404
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not preflight._reachable(f"{base}/resnet18-f37072fd.pth")  # nobody listens
