@@ -6,6 +6,7 @@ anything else escaping a command is a bug and shows a traceback.
     IrisError
     ├── ConfigError        iris.toml, environment variables or flags are wrong
     ├── WorkdirError       no work directory, or one in an unexpected state
+    │   └── WorkdirLockedError another iris command is writing to it
     ├── InputError         a manifest or image file that cannot be used as a whole
     │   └── ColumnError    a required column is missing
     ├── StageOrderError    a stage ran before the stage it needs
@@ -13,6 +14,7 @@ anything else escaping a command is a bug and shows a traceback.
     │   └── DimensionError collection vector size / distance differ from the request
     ├── ModelError         backbone, weights, export or parity problems
     ├── CrowdError         a campaign spec or a crowd backend problem
+    ├── PreflightError     a stage about to run lacks what it needs (weights, key, disk…)
     └── PoolExhaustedError fewer items than a request needs
 """
 
@@ -29,6 +31,10 @@ class ConfigError(IrisError):
 
 class WorkdirError(IrisError):
     """The work directory is missing or not initialised."""
+
+
+class WorkdirLockedError(WorkdirError):
+    """Another process holds the work directory's lock; the message names its PID and command."""
 
 
 class InputError(IrisError):
@@ -57,6 +63,10 @@ class ModelError(IrisError):
 
 class CrowdError(IrisError):
     """A campaign spec is invalid or a crowd backend failed."""
+
+
+class PreflightError(IrisError):
+    """A stage still to run lacks what it needs; found before any stage starts."""
 
 
 class PoolExhaustedError(IrisError):

@@ -17,13 +17,15 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
 from iris.config import Settings
 from iris.contract import Echo, StageContext, StageReport
-from iris.errors import StageOrderError
+from iris.errors import StageOrderError, WorkdirError
+from iris.preflight import preflight
 from iris.workdir import Workdir
 
 STATE_FILE = "state.json"
@@ -66,15 +68,25 @@ class RunState:
         self.path = workdir.root / STATE_FILE
         self.data: dict[str, Any] = {"stages": {}, "manifests": {}}
         if self.path.exists():
-            self.data = json.loads(self.path.read_text(encoding="utf-8"))
+            self.data = _read_state(self.path)
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str), encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as out:
+            out.write(json.dumps(self.data, indent=2, default=str))
+            out.flush()
+            # Durable before the rename: after a power cut state.json is the old one or the
+            # new one, never an empty file.
+            os.fsync(out.fileno())
         os.replace(tmp, self.path)
 
     def done(self, stage: str) -> bool:
         return bool(self.data["stages"].get(stage, {}).get("done"))
+
+    def to_run(self, until: str | None = None) -> tuple[str, ...]:
+        """The stages not finished yet, in order, up to ``until`` (inclusive)."""
+        last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1
+        return tuple(name for name in STAGE_NAMES[: last + 1] if not self.done(name))
 
     def finish(self, stage: str, summary: dict[str, Any], seconds: float) -> None:
         self.data["stages"][stage] = {"done": True, "seconds": round(seconds, 2), "summary": summary}
@@ -84,6 +96,35 @@ class RunState:
         for stage in stages:
             self.data["stages"].pop(stage, None)
         self.save()
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """``state.json`` as written by :meth:`RunState.save`.
+
+    Raises:
+        WorkdirError: it is empty, truncated or not what iris writes.
+    """
+    fix = (
+        "delete it to run the stages again (each resumes from what it already wrote; pass "
+        "--ground-truth, --pool and --test again) or restore it from a backup"
+    )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkdirError(f"{path}: cannot be read ({exc}); {fix}") from None
+    if not text.strip():
+        raise WorkdirError(f"{path} is empty; {fix}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkdirError(
+            f"{path} is truncated or not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); {fix}"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("stages", {}), dict):
+        raise WorkdirError(f"{path}: expected an object with a 'stages' object, got {text[:40]!r}; {fix}")
+    data.setdefault("stages", {})
+    data.setdefault("manifests", {})
+    return data
 
 
 def run_pipeline(
@@ -116,6 +157,7 @@ def run_pipeline(
     remembered = state.data.get("manifests", {})
     if not state.done("ingest") and not remembered.get("ground_truth"):
         raise StageOrderError("iris run needs manifests: pass --ground-truth, --pool and --test")
+    preflight(workdir, settings, stages=state.to_run(until), manifests=remembered)
     from iris.report.training import TrainingPlot
 
     # The train stage draws nothing itself: the run's training picture is an epoch hook.

@@ -10,6 +10,8 @@
       models/            embedder and classifier weights, ONNX exports, checkpoints
       crowd/             campaign state and collected answers
       reports/           PNGs and report.md
+      state.json         what ``iris run`` has finished (iris.pipeline)
+      .lock              held by the one command writing here (iris.lock)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from iris.config import CONFIG_FILE, Settings, load_settings, render_toml
 from iris.errors import WorkdirError
+from iris.lock import WorkdirLock
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,14 @@ class Workdir:
     @property
     def reports(self) -> Path:
         return self.root / "reports"
+
+    def lock(self, command: str) -> WorkdirLock:
+        """The lock a command writing here holds (``with workdir.lock("iris run"): ...``).
+
+        Raises (on entry):
+            WorkdirLockedError: another process holds it.
+        """
+        return WorkdirLock(self.root, command=command)
 
     def table(self, name: str) -> Path:
         return self.tables / f"{name}.parquet"

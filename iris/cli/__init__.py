@@ -14,12 +14,20 @@ from typing import Any
 
 import click
 
-from iris.cli._common import CliState
+from iris.cli._common import ARGV_KEY, CliState
 from iris.errors import IrisError
 
 
 class IrisGroup(click.Group):
     """A click group that turns :class:`IrisError` into one line and exit status 2."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        argv = list(args)  # parsing consumes them; the lock file records them
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta[ARGV_KEY] = argv
+        return ctx
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

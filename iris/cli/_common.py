@@ -1,8 +1,9 @@
-"""Shared CLI plumbing: the state object and option decorators written once."""
+"""Shared CLI plumbing: the state object, the work directory's lock, option decorators."""
 
 from __future__ import annotations
 
 import importlib
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,51 @@ from iris.workdir import Workdir, find_workdir
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+LOCKING_COMMANDS = frozenset(
+    {
+        "run",
+        "demo",
+        "init",
+        "ingest",
+        "embed",
+        "pseudolabel",
+        "select",
+        "aggregate",
+        "propagate",
+        "train",
+        "predict",
+        "crowd launch",
+        "crowd collect",
+        "crowd stop",
+        "crowd invite",
+        "store snapshot",  # a snapshot of a store being written is no snapshot
+        "store restore",
+        "store copy-to-server",
+    }
+)
+"""Commands that write to the work directory: each holds ``WORK/.lock`` (:mod:`iris.lock`)
+from the moment it opens the work directory (:attr:`CliState.workdir`) until it exits.
+``demo`` and ``init`` make their directory themselves and lock it with :func:`lock_workdir`."""
+
+UNLOCKED_COMMANDS = frozenset(
+    {
+        "similar",
+        "doctor",
+        "data stats",
+        "data fashion-mnist",  # writes a data set folder, not a work directory
+        "store info",
+        "crowd plan",
+        "crowd status",
+        "crowd report",
+        # The labeler writes only its SQLite database, one transaction per write, and has to
+        # keep serving while `iris run` or `crowd collect` read what it has saved.
+        "crowd serve",
+    }
+)
+"""Commands that only read (or, like ``crowd serve``, write where every write is a
+transaction of its own): they run beside a writer. Every command is in one of the two sets
+(a test checks)."""
+
 
 @dataclass
 class CliState:
@@ -25,8 +71,17 @@ class CliState:
 
     @property
     def workdir(self) -> Workdir:
+        """The work directory; a command of :data:`LOCKING_COMMANDS` takes its lock here.
+
+        Raises:
+            WorkdirError: no work directory. WorkdirLockedError: another command is writing to it.
+        """
         if self._workdir is None:
-            self._workdir = find_workdir(self.workdir_path)
+            workdir = find_workdir(self.workdir_path)
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and command_name(ctx) in LOCKING_COMMANDS:
+                lock_workdir(workdir)
+            self._workdir = workdir
         return self._workdir
 
     def settings(self, **overrides: dict[str, Any]) -> Settings:
@@ -52,6 +107,40 @@ class CliState:
             echo=_silent if quiet else click.echo,
             options=options,
         )
+
+
+def command_name(ctx: click.Context) -> str:
+    """The running command without the program name: ``"run"``, ``"crowd launch"``."""
+    names = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(reversed(names))
+
+
+def command_line() -> str:
+    """The command line being run, as ``iris ARGS`` (what a refused writer is shown)."""
+    ctx = click.get_current_context(silent=True)
+    argv = ctx.meta.get(ARGV_KEY) if ctx is not None else None
+    return shlex.join(["iris", *(argv or [])])
+
+
+ARGV_KEY = "iris.argv"
+"""``ctx.meta`` key of the arguments the root command was given (set by the iris group)."""
+
+
+def lock_workdir(workdir: Workdir) -> None:
+    """Hold ``workdir``'s lock until the running command ends (its click context closes).
+
+    Raises:
+        WorkdirLockedError: another process holds it; the message names its PID and command.
+    """
+    lock = workdir.lock(command_line())
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:  # called outside a command: hold it for the life of the process
+        lock.acquire()
+        return
+    ctx.find_root().with_resource(lock)
 
 
 def _command_flags() -> dict[str, str]:

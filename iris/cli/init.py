@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from iris.workdir import init_workdir
+from iris.cli._common import lock_workdir
+from iris.workdir import Workdir, init_workdir
 
 
 @click.command("init")
@@ -24,6 +25,7 @@ def init_command(directory: Path, force: bool) -> None:
 
     base = Settings()
     settings = replace(base, crowd=replace(base.crowd, backend="web"))
+    lock_workdir(Workdir(directory.resolve()))  # --force must not rewrite the settings of a running command
     workdir = init_workdir(directory, settings=settings, force=force)
     click.echo(f"initialised {workdir.root} (settings in {workdir.config})")
 

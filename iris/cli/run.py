@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from iris.cli._common import CliState, column_options, echo_table, pass_state
+from iris.cli._common import CliState, column_options, echo_table, lock_workdir, pass_state
 from iris.pipeline import STAGE_NAMES, run_pipeline
 from iris.report.summary import draw_pictures, stage_rows, write_report
+from iris.workdir import Workdir
 
 _stage = click.Choice(STAGE_NAMES)
 
@@ -71,6 +72,7 @@ def demo_command(root: Path, limit: int | None, n_labeled: int, seed: int, fast:
     from iris.config import load_settings
     from iris.demo import run_demo
 
+    lock_workdir(Workdir((root / "work").resolve()))  # where run_demo puts the work directory
     workdir, run_state, figures = run_demo(root, limit=limit, n_labeled=n_labeled, seed=seed, fast=fast)
     draw_pictures(workdir, load_settings(workdir.root), run_state)
     echo_table(stage_rows(run_state), title="\nstages")
