@@ -285,6 +285,7 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
     finally:
         progress.close()
     seconds = time.perf_counter() - started
+    _refresh_payloads(store, images, done, fingerprint, trained_ids)
     finetune_meta = meta.get("finetune", {})
     parity = meta.get("parity", {})
     return EmbedReport(
@@ -306,6 +307,62 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
         provider=encoder.provider,
         fingerprint=fingerprint,
     )
+
+
+PAYLOAD_BATCH = 8192
+GONE = "removed"
+"""The split of a stored point whose image is no longer in the images table (no stage reads it)."""
+
+
+def _set_payloads(store: VectorStore, updates: dict[int, Payload]) -> None:
+    items = list(updates.items())
+    for start in range(0, len(items), PAYLOAD_BATCH):
+        store.set_payload(dict(items[start : start + PAYLOAD_BATCH]))
+
+
+def _refresh_payloads(
+    store: VectorStore, images: pl.DataFrame, done: set[int], fingerprint: str, trained_ids: frozenset[int]
+) -> None:
+    """Give the points already embedded the payload a fresh embed would (the images table's
+    split and label; no pseudo-label, status or origin of a later stage), and mark points
+    whose image left the images table as split ``removed``: a re-run of embed after the
+    images table changed leaves no stale label in the store."""
+    rows = images.filter(pl.col("id").is_in(list(done))).select("id", "split", "source", "label").to_dicts()
+    updates: dict[int, Payload] = {
+        int(r["id"]): {**payload_for(r, fingerprint, trained_ids), "pseudo_label": None, "origin": None}
+        for r in rows
+    }
+    for row, payload in zip(rows, updates.values(), strict=True):
+        if row["label"] is None:
+            payload["label"] = None
+    gone = store.ids() - set(images["id"].to_list())
+    updates.update({int(i): {"split": GONE, "has_label": False, "origin": None} for i in gone})
+    _set_payloads(store, updates)
+
+
+def restore_labels(workdir: Workdir, store: VectorStore) -> int:
+    """Put every stored point's label back to the images table's, undoing the labels a later
+    stage (propagate) wrote: what pseudolabel and select read. Returns the points changed.
+
+    Raises:
+        StageOrderError: no images table yet.
+    """
+    images = tables.read(workdir.table("images"), tables.IMAGES)
+    stored = store.ids()
+    updates: dict[int, Payload] = {}
+    for image_id, label in images.select("id", "label").iter_rows():
+        if image_id in stored:
+            updates[int(image_id)] = {
+                "label": None if label is None else int(label),
+                "has_label": label is not None,
+                "origin": None,
+            }
+    gone = stored - set(images["id"].to_list())
+    updates.update({int(i): {"split": GONE, "has_label": False, "origin": None} for i in gone})
+    labeled = {int(i) for i in store.ids(Filter(must={"has_label": True}))}
+    changed = sum(1 for i, u in updates.items() if u["has_label"] != (i in labeled))
+    _set_payloads(store, updates)
+    return changed
 
 
 def run(ctx: StageContext) -> EmbedReport:
