@@ -80,9 +80,14 @@ def _copy(base: tuple[Workdir, Path], tmp_path: Path) -> Workdir:
 
 
 def _purchases(workdir: Workdir) -> dict[Path, list[dict]]:
-    """Every round's purchase log: the page records (those with tasks)."""
+    """Every round's purchase log, round 0 first: the page records (those with tasks)."""
+
+    def round_number(log: Path) -> int:
+        parts = log.relative_to(workdir.crowd).parts
+        return int(parts[1]) if parts[0] == "rounds" else 0
+
     logs = {}
-    for log in sorted(workdir.crowd.rglob("pages.jsonl")):
+    for log in sorted(workdir.crowd.rglob("pages.jsonl"), key=round_number):
         records = [json.loads(line) for line in log.read_text().splitlines()]
         logs[log.relative_to(workdir.crowd)] = [r for r in records if "tasks" in r]
     return logs
@@ -201,7 +206,7 @@ def test_edited_ground_truth_reruns_everything_and_buys_only_new_images(
         {t for r in records for t, hp in zip(r["tasks"], r["honeypot"], strict=True) if not hp}
         for records in bought.values()
     ]
-    assert len(per_round) == 2
+    assert list(bought) == [first_round, Path("rounds/1/simulated/pages.jsonl")]
     assert not per_round[0] & per_round[1]
     shortlist = set(pl.read_parquet(workdir.table("shortlist"))["id"])
     assert per_round[1] == shortlist - per_round[0]
