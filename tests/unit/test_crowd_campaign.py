@@ -370,3 +370,22 @@ def test_a_changed_crowd_setting_still_refuses_after_rounds(tmp_path: Path) -> N
     campaign.launch(wd, changed, restart=True)
     assert not (wd.crowd / "rounds").exists()
     assert campaign.status(wd, changed).tasks_total == 40
+
+
+def test_the_web_labeler_takes_a_new_round_into_its_one_queue(tmp_path: Path) -> None:
+    wd, settings, _ = make_workdir(tmp_path / "work", n_tasks=40)
+    web = replace(settings, crowd=replace(settings.crowd, backend="web"))
+    _shortlist(wd, list(range(N_GT + 1, N_GT + 21)))
+    assert campaign.launch(wd, web).tasks_total == 20
+    _shortlist(wd, list(range(N_GT + 11, N_GT + 41)))
+    st = campaign.launch(wd, web)
+    assert (st.state, st.tasks_total) == ("running", 40)
+    assert set(tables.read(wd.crowd / "rounds" / "1" / "tasks.parquet", tables.TASKS)["id"]) == set(
+        range(N_GT + 21, N_GT + 41)
+    )
+    assert not (wd.crowd / "rounds" / "1" / "web").exists()  # one labeler database, served as before
+    from iris.crowd.backends.web import LabelerDB
+
+    db = LabelerDB(wd.crowd / "web" / "labeler.db")
+    assert db.counts()["tasks"] == 40
+    assert db.item_path(N_GT + 40) == f"images/{N_GT + 40}.png"
