@@ -314,10 +314,24 @@ GONE = "removed"
 """The split of a stored point whose image is no longer in the images table (no stage reads it)."""
 
 
-def _set_payloads(store: VectorStore, updates: dict[int, Payload]) -> None:
-    items = list(updates.items())
-    for start in range(0, len(items), PAYLOAD_BATCH):
-        store.set_payload(dict(items[start : start + PAYLOAD_BATCH]))
+def _write_changes(store: VectorStore, updates: dict[int, Payload]) -> int:
+    """Write the updates that change a point's payload (a key set to None matches a key
+    absent); returns how many points changed. A payload write re-indexes its point, so a
+    resumed run that changes nothing writes nothing."""
+    current: dict[int, Payload] = {}
+    for part in store.scroll(with_vectors=False):
+        current.update(zip((int(i) for i in part.ids), part.payloads, strict=True))
+    changed = [
+        (i, u) for i, u in updates.items() if any(current.get(i, {}).get(k) != v for k, v in u.items())
+    ]
+    for start in range(0, len(changed), PAYLOAD_BATCH):
+        store.set_payload(dict(changed[start : start + PAYLOAD_BATCH]))
+    return len(changed)
+
+
+def _gone(store: VectorStore, images: pl.DataFrame) -> dict[int, Payload]:
+    gone = store.ids() - set(images["id"].to_list())
+    return {int(i): {"split": GONE, "has_label": False, "origin": None} for i in gone}
 
 
 def _refresh_payloads(
@@ -329,15 +343,15 @@ def _refresh_payloads(
     images table changed leaves no stale label in the store."""
     rows = images.filter(pl.col("id").is_in(list(done))).select("id", "split", "source", "label").to_dicts()
     updates: dict[int, Payload] = {
-        int(r["id"]): {**payload_for(r, fingerprint, trained_ids), "pseudo_label": None, "origin": None}
+        int(r["id"]): {
+            "label": None,
+            **payload_for(r, fingerprint, trained_ids),
+            "pseudo_label": None,
+            "origin": None,
+        }
         for r in rows
     }
-    for row, payload in zip(rows, updates.values(), strict=True):
-        if row["label"] is None:
-            payload["label"] = None
-    gone = store.ids() - set(images["id"].to_list())
-    updates.update({int(i): {"split": GONE, "has_label": False, "origin": None} for i in gone})
-    _set_payloads(store, updates)
+    _write_changes(store, {**updates, **_gone(store, images)})
 
 
 def restore_labels(workdir: Workdir, store: VectorStore) -> int:
@@ -348,21 +362,17 @@ def restore_labels(workdir: Workdir, store: VectorStore) -> int:
         StageOrderError: no images table yet.
     """
     images = tables.read(workdir.table("images"), tables.IMAGES)
+    updates: dict[int, Payload] = {
+        int(image_id): {
+            "label": None if label is None else int(label),
+            "has_label": label is not None,
+            "origin": None,
+        }
+        for image_id, label in images.select("id", "label").iter_rows()
+    }
     stored = store.ids()
-    updates: dict[int, Payload] = {}
-    for image_id, label in images.select("id", "label").iter_rows():
-        if image_id in stored:
-            updates[int(image_id)] = {
-                "label": None if label is None else int(label),
-                "has_label": label is not None,
-                "origin": None,
-            }
-    gone = stored - set(images["id"].to_list())
-    updates.update({int(i): {"split": GONE, "has_label": False, "origin": None} for i in gone})
-    labeled = {int(i) for i in store.ids(Filter(must={"has_label": True}))}
-    changed = sum(1 for i, u in updates.items() if u["has_label"] != (i in labeled))
-    _set_payloads(store, updates)
-    return changed
+    updates = {i: u for i, u in updates.items() if i in stored}
+    return _write_changes(store, {**updates, **_gone(store, images)})
 
 
 def run(ctx: StageContext) -> EmbedReport:
