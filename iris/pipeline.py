@@ -63,7 +63,8 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
 class RunState:
-    """``state.json``: finished stages with their summaries and seconds, plus the manifests."""
+    """``state.json``: finished stages with their summaries, seconds and input fingerprints,
+    plus the manifests ``iris run`` was given."""
 
     def __init__(self, workdir: Workdir) -> None:
         self.path = workdir.root / STATE_FILE

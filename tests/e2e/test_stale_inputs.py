@@ -38,13 +38,12 @@ THROUGH = ["--until", "propagate"]
 LATER = ("embed", "pseudolabel", "select", "crowd", "aggregate", "propagate")
 
 
-def _write_settings(workdir: Workdir, data: Path, **propagate: object) -> None:
+def _write_settings(workdir: Workdir, data: Path, **changes: dict[str, object]) -> None:
+    """The small run's settings, with ``section={key: value}`` changes."""
     settings = _settings(data)
-    settings = replace(
-        settings,
-        crowd=replace(settings.crowd, pace_s=0.0),
-        propagate=replace(settings.propagate, **propagate),  # type: ignore[arg-type]
-    )
+    settings = replace(settings, crowd=replace(settings.crowd, pace_s=0.0))
+    for section, values in changes.items():
+        settings = replace(settings, **{section: replace(getattr(settings, section), **values)})
     workdir.config.write_text(render_toml(settings), encoding="utf-8")
 
 
@@ -124,7 +123,7 @@ def test_an_unchanged_rerun_skips_every_stage(base: tuple[Workdir, Path], tmp_pa
 
 def test_dry_run_shows_a_changed_setting_and_runs_nothing(base: tuple[Workdir, Path], tmp_path: Path) -> None:
     workdir = _copy(base, tmp_path)
-    _write_settings(workdir, base[1], ks=(3, 5))
+    _write_settings(workdir, base[1], propagate={"ks": (3, 5)})
     before = (workdir.root / "state.json").read_text()
     assert _plan_rows(workdir, *THROUGH) == [
         ["ingest", "skip", "inputs unchanged"],
@@ -145,7 +144,7 @@ def test_a_changed_propagate_setting_reruns_propagate_only(
 ) -> None:
     workdir = _copy(base, tmp_path)
     before = _state(workdir)["stages"]
-    _write_settings(workdir, base[1], ks=(3,))
+    _write_settings(workdir, base[1], propagate={"ks": (3,)})
     out = _iris(workdir, "run", *THROUGH)
     assert "re-running propagate: settings [propagate] changed" in out
     for stage in ("ingest", "embed", "pseudolabel", "select", "crowd", "aggregate"):
@@ -156,6 +155,23 @@ def test_a_changed_propagate_setting_reruns_propagate_only(
     assert {k: v for k, v in after.items() if k != "propagate"} == {
         k: v for k, v in before.items() if k != "propagate"
     }
+
+
+def test_a_changed_select_setting_reruns_select_on_the_ground_truth_labels(
+    base: tuple[Workdir, Path], tmp_path: Path
+) -> None:
+    """Propagate labeled the whole pool in the store; select re-run alone must see it unlabeled."""
+    workdir = _copy(base, tmp_path)
+    before = _state(workdir)["stages"]
+    _write_settings(workdir, base[1], select={"neighbours": 3})
+    out = _iris(workdir, "run", *THROUGH)
+    assert "re-running select and the 3 stages after it: settings [select] changed" in out
+    assert "[pseudolabel] done already, skipped" in out
+    after = _state(workdir)["stages"]
+    for key in ("pool", "problematic"):
+        assert after["select"]["summary"][key] == before["select"]["summary"][key], key
+    assert after["select"]["summary"]["k"] == 3
+    assert after["pseudolabel"] == before["pseudolabel"]
 
 
 def test_edited_ground_truth_reruns_everything_and_buys_only_new_images(
