@@ -334,9 +334,6 @@ class SelectSettings:
     may find slightly different neighbours."""
     map_points: Count = 2000
     """Points drawn on reports/embedding_map.png (a seeded subsample); 0 skips the map."""
-    replace_sent: bool = False
-    """Let select replace a shortlist the launched crowd campaign has bought answers for; then
-    ``iris crowd launch --restart`` starts a new campaign on the new shortlist."""
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,13 @@
 
 Each stage is a module with ``run(ctx) -> StageReport`` (:mod:`iris.contract`), from
 tables (and vectors) to tables; :data:`STAGES` lists them in order. The pipeline runs
-them and records each finished stage in ``WORK/state.json`` with its summary and
-duration; a re-run skips finished stages. A stage interrupted half-way (even by SIGKILL)
-is simply run again: every stage resumes from what it already wrote (ingest re-fetches
-only missing images, embed embeds only ids missing from the store, the crowd campaign
-never re-buys collected answers, training restarts from its last checkpoint).
+them and records each finished stage in ``WORK/state.json`` with its summary, duration and
+the fingerprint of its inputs (:mod:`iris.runplan`); a re-run skips a finished stage whose
+inputs are unchanged, and re-runs one whose inputs changed with every stage after it. A
+stage interrupted half-way (even by SIGKILL) is simply run again: every stage resumes from
+what it already wrote (ingest re-fetches only missing images, embed embeds only ids
+missing from the store, the crowd campaign never re-buys collected answers, training
+restarts from its last checkpoint).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from iris.config import Settings
 from iris.contract import Echo, StageContext, StageReport
 from iris.errors import StageOrderError, WorkdirError
 from iris.preflight import preflight
+from iris.runplan import INGEST_RECORD, Step, fingerprint, ingest_manifests, plan_run, rerun_line
 from iris.workdir import Workdir
 
 STATE_FILE = "state.json"
@@ -62,7 +65,8 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 
 
 class RunState:
-    """``state.json``: finished stages with their summaries and seconds, plus the manifests."""
+    """``state.json``: finished stages with their summaries, seconds and input fingerprints,
+    plus the manifests ``iris run`` was given."""
 
     def __init__(self, workdir: Workdir) -> None:
         self.path = workdir.root / STATE_FILE
@@ -88,8 +92,14 @@ class RunState:
         last = STAGE_NAMES.index(until) if until else len(STAGE_NAMES) - 1
         return tuple(name for name in STAGE_NAMES[: last + 1] if not self.done(name))
 
-    def finish(self, stage: str, summary: dict[str, Any], seconds: float) -> None:
-        self.data["stages"][stage] = {"done": True, "seconds": round(seconds, 2), "summary": summary}
+    def finish(
+        self, stage: str, summary: dict[str, Any], seconds: float, *, inputs: dict[str, str] | None = None
+    ) -> None:
+        """Record ``stage`` as finished; ``inputs`` is the fingerprint it ran on (iris.runplan)."""
+        record: dict[str, Any] = {"done": True, "seconds": round(seconds, 2), "summary": summary}
+        if inputs is not None:
+            record["inputs"] = inputs
+        self.data["stages"][stage] = record
         self.save()
 
     def forget(self, stages: Sequence[str]) -> None:
@@ -127,6 +137,47 @@ def _read_state(path: Path) -> dict[str, Any]:
     return data
 
 
+def plan_pipeline(
+    workdir: Workdir,
+    settings: Settings,
+    *,
+    manifests: dict[str, Any] | None = None,
+    until: str | None = None,
+    redo: Sequence[str] = (),
+) -> list[Step]:
+    """What ``run_pipeline`` would run and why (``iris run --dry-run``); changes nothing.
+
+    Raises:
+        StageOrderError: ingest has not run and no manifests were ever given.
+    """
+    state = RunState(workdir)
+    given = _given(workdir, state, manifests)
+    _require_manifests(workdir, given)
+    read = ingest_manifests(workdir, given)
+    return plan_run(
+        STAGE_NAMES,
+        state.data["stages"],
+        lambda name: fingerprint(name, workdir, settings, read),
+        redo=redo,
+        until=until,
+    )
+
+
+def _given(workdir: Workdir, state: RunState, manifests: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The manifests given to this run; else those an earlier ``iris run`` was given when no
+    ingest has recorded its own yet (it was killed first)."""
+    if manifests:
+        return {k: v for k, v in manifests.items() if v}
+    if not (workdir.tables / INGEST_RECORD).exists():
+        return state.data.get("manifests") or None
+    return None
+
+
+def _require_manifests(workdir: Workdir, given: dict[str, Any] | None) -> None:
+    if not ingest_manifests(workdir, given)["gt"]:
+        raise StageOrderError("iris run needs manifests: pass --ground-truth, --pool and --test")
+
+
 def run_pipeline(
     workdir: Workdir,
     settings: Settings,
@@ -136,42 +187,80 @@ def run_pipeline(
     redo: Sequence[str] = (),
     echo: Echo = click.echo,
 ) -> RunState:
-    """Run every stage in order, skipping finished ones.
+    """Run the stages in order: a finished stage whose inputs are unchanged is skipped; the
+    first stage not finished, changed or named by ``redo`` runs, and every stage after it.
 
     Args:
         manifests: ``{"ground_truth": path, "pool": [paths], "test": path}``; remembered in
-            ``state.json`` so a re-run needs none.
+            ``state.json``. Without them ingest reads the manifests the last ingest recorded
+            (``tables/ingest.json``), so ``iris ingest`` then ``iris run`` needs none.
         until: stop after this stage.
-        redo: stages to run again even if finished (their later stages are re-run too).
+        redo: stages to run again even if unchanged (their later stages are re-run too).
 
     Raises:
         StageOrderError: ingest has not run and no manifests were ever given.
     """
     state = RunState(workdir)
-    if manifests:
-        state.data["manifests"] = {k: v for k, v in manifests.items() if v}
+    given = _given(workdir, state, manifests)
+    if manifests and given:
+        state.data["manifests"] = given
         state.save()
-    if redo:
-        first = min(STAGE_NAMES.index(name) for name in redo)
-        state.forget(STAGE_NAMES[first:])
-    remembered = state.data.get("manifests", {})
-    if not state.done("ingest") and not remembered.get("ground_truth"):
-        raise StageOrderError("iris run needs manifests: pass --ground-truth, --pool and --test")
-    preflight(workdir, settings, stages=state.to_run(until), manifests=remembered)
+    _require_manifests(workdir, given)
+    read = ingest_manifests(workdir, given)
+    steps = plan_run(
+        STAGE_NAMES,
+        state.data["stages"],
+        lambda name: fingerprint(name, workdir, settings, read),
+        redo=redo,
+        until=until,
+    )
+    line = rerun_line(steps, state.data["stages"])
+    if line:
+        echo(line)
+    to_run = [step.stage for step in steps if step.run]
+    preflight(
+        workdir,
+        settings,
+        stages=to_run,
+        manifests={
+            "ground_truth": next(iter(read["gt"]), None),
+            "pool": read["pool"],
+            "test": next(iter(read["test"]), None),
+        },
+    )
+    if to_run:
+        # Forgotten before any runs: a run killed half-way leaves them to run, not to skip.
+        state.forget(STAGE_NAMES[STAGE_NAMES.index(to_run[0]) :])
     from iris.report.training import TrainingPlot
 
     # The train stage draws nothing itself: the run's training picture is an epoch hook.
-    options = {"manifests": remembered, "on_epoch": TrainingPlot(workdir.reports / "training.png")}
+    options = {"manifests": given or {}, "on_epoch": TrainingPlot(workdir.reports / "training.png")}
     with StageContext(workdir, settings, echo=echo, options=options) as ctx:
         for stage in STAGES:
-            if state.done(stage.name):
-                echo(f"[{stage.name}] done already, skipped")
-            else:
+            if stage.name in to_run:
+                if stage.name == to_run[0] and stage.name in STORE_LABEL_READERS:
+                    _restore_store_labels(ctx, echo)
                 echo(f"[{stage.name}] {stage.doc}")
+                inputs = fingerprint(stage.name, workdir, settings, ingest_manifests(workdir, given))
                 start = time.perf_counter()
                 report = stage.run(ctx)
-                state.finish(stage.name, report.as_dict(), time.perf_counter() - start)
+                state.finish(stage.name, report.as_dict(), time.perf_counter() - start, inputs=inputs)
                 echo(f"[{stage.name}] finished in {time.perf_counter() - start:.1f} s")
+            else:
+                echo(f"[{stage.name}] done already, skipped")
             if stage.name == until:
                 break
     return state
+
+
+STORE_LABEL_READERS = frozenset({"pseudolabel", "select"})
+"""Stages that read the store's labels as embed left them (the ground truth): when one of
+them is the first to re-run, the labels a later stage (propagate) put there are undone."""
+
+
+def _restore_store_labels(ctx: StageContext, echo: Echo) -> None:
+    from iris.embed.stage import restore_labels
+
+    restored = restore_labels(ctx.workdir, ctx.store)
+    if restored:
+        echo(f"[embed] {restored} point label(s) in the store put back to the images table")

@@ -15,8 +15,9 @@ Ground-truth images and test images are never on the shortlist. Labels a later s
 (crowd, auto, propagated: propagate writes them into the payload) do not count: a redone
 select on a finished work directory shortlists what a fresh run does.
 
-A shortlist the crowd campaign has been paid for is not replaced by a different one
-(:func:`check_replaceable`): the answers bought would no longer match it.
+A new shortlist after a campaign loses nothing: the campaign keeps every image it bought
+(with its answers) and buys only the images that are new on the shortlist, as a new round
+(:func:`iris.crowd.campaign.launch`).
 """
 
 from __future__ import annotations
@@ -116,35 +117,6 @@ def build_shortlist(
     return check(shortlist, SHORTLIST, where="shortlist"), cut
 
 
-def check_replaceable(workdir: Workdir, settings: Settings, shortlist: pl.DataFrame) -> None:
-    """Refuse to replace a shortlist a launched campaign has bought anything for.
-
-    The same shortlist again (a redo on unchanged inputs) is fine, so is any shortlist when
-    no campaign was launched or it bought nothing yet, and any with ``select.replace_sent``.
-
-    Raises:
-        CrowdError: the new shortlist differs from the one the campaign in ``WORK/crowd`` paid for.
-    """
-    path = workdir.table("shortlist")
-    if settings.select.replace_sent or launched_tasks(workdir) is None or not path.exists():
-        return
-    sent = read(path, SHORTLIST)
-    if sent.equals(shortlist):
-        return
-    from iris.crowd.campaign import status  # only here: select needs no crowd backend otherwise
-
-    st = status(workdir, settings)
-    if st.pages == 0 and st.answers == 0 and st.cost == 0:
-        return
-    raise CrowdError(
-        f"{path}: its {sent.height} images were sent to the {st.backend} crowd ({st.pages} pages bought, "
-        f"cost {st.cost:.2f}); the new selection ({shortlist.height} images) would not match "
-        "what was paid for. "
-        "Keep it, or set select.replace_sent = true (IRIS_SELECT_REPLACE_SENT=1) and then run "
-        "`iris crowd launch --restart` to start a new campaign on the new shortlist"
-    )
-
-
 def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectReport:
     """Write ``tables/shortlist.parquet`` and mark shortlisted neighbours in the store.
 
@@ -153,7 +125,6 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
 
     Raises:
         StageOrderError: no pseudolabels table yet (run ``iris pseudolabel``).
-        CrowdError: the crowd has been paid for a different shortlist (:func:`check_replaceable`).
     """
     started = time.perf_counter()
     s = settings.select
@@ -194,7 +165,6 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
             counts[part] = count_problematic_neighbours(hits, ids[part], problematic, k=s.neighbours)
 
     shortlist, cut = build_shortlist(pseudolabels, counts, budget=s.budget)
-    check_replaceable(workdir, settings, shortlist)
     write(shortlist, workdir.table("shortlist"))
 
     with watch.phase("payload"):
@@ -236,6 +206,5 @@ __all__ = [
     "PROBLEMATIC",
     "SelectReport",
     "build_shortlist",
-    "check_replaceable",
     "select",
 ]

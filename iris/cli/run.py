@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from iris.cli._common import CliState, column_options, echo_table, lock_workdir, pass_state
-from iris.pipeline import STAGE_NAMES, run_pipeline
+from iris.pipeline import STAGE_NAMES, plan_pipeline, run_pipeline
 from iris.report.summary import draw_pictures, stage_rows, write_report
 from iris.workdir import Workdir
 
@@ -23,6 +23,7 @@ _stage = click.Choice(STAGE_NAMES)
 @click.option("--until", type=_stage, help="Stop after this stage.")
 @click.option("--redo", type=_stage, multiple=True, help="Run this stage (and the later ones) again.")
 @column_options
+@click.option("--dry-run", is_flag=True, help="Show what would run and why; run nothing.")
 @pass_state
 def run_command(
     state: CliState,
@@ -31,11 +32,14 @@ def run_command(
     test: Path | None,
     until: str | None,
     redo: tuple[str, ...],
+    dry_run: bool,
     **columns: str | None,
 ) -> None:
-    """Run every stage in order, skipping finished ones and resuming an interrupted one.
+    """Run every stage in order, skipping finished ones whose inputs are unchanged and
+    resuming an interrupted one; a stage whose inputs changed is re-run with every later one.
 
-    Manifests are remembered in state.json, so a re-run needs none.
+    Manifests are remembered (tables/ingest.json), so a re-run or a run after `iris ingest`
+    needs none.
     """
     manifests = None
     if ground_truth or pool or test:
@@ -46,6 +50,10 @@ def run_command(
         }
     workdir = state.workdir
     settings = state.settings(task=dict(columns))
+    if dry_run:
+        steps = plan_pipeline(workdir, settings, manifests=manifests, until=until, redo=redo)
+        echo_table([step.row for step in steps], title="plan (dry run: nothing is run)")
+        return
     run_state = run_pipeline(workdir, settings, manifests=manifests, until=until, redo=redo)
     draw_pictures(workdir, settings, run_state)
     echo_table(stage_rows(run_state), title="\nstages")

@@ -3,14 +3,21 @@
 ::
 
     WORK/crowd/
-      campaign.json          backend, spec fingerprint, task count (written at launch)
-      tasks.parquet          the tasks as launched (id, source, path, priority)
-      ground_truth.parquet   the training / exam / honeypot split as launched
+      campaign.json          backend, settings fingerprint, tasks per round (written at launch)
+      tasks.parquet          the tasks of round 0, the first launch (id, source, path, priority)
+      ground_truth.parquet   the training / exam / honeypot split as first launched
       bans.parquet           bans found by quality control (written by collect)
       <backend>/             the backend's own state (purchase log, created object ids)
+      rounds/<n>/            round n >= 1: tasks.parquet and, for most backends, <backend>/
 
-The tasks and the ground-truth split are frozen at launch: a later change of the shortlist
-does not silently change a running campaign (``launch --restart`` starts a new one).
+Rounds: a crowd answer stays bought. When the shortlist changes under the same crowd
+settings, ``launch`` keeps every earlier round and adds a round holding only the shortlisted
+images no round has yet; ``collect`` returns the answers of every round (an image that left
+the shortlist keeps its answers: they are still valid labels). The web labeler grows its
+one campaign in place (its queue takes the new images); the other backends run a round in
+a state directory of its own, and its pages are named ``r<n>/<page>``. The ground-truth
+split is frozen at the first launch and shared by every round. Other crowd settings refuse
+to resume (``launch --restart`` starts a new campaign).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -68,42 +76,98 @@ def build_inputs(workdir: Workdir, settings: Settings) -> CampaignInputs:
     return CampaignInputs(spec=spec, tasks=tasks, ground_truth=ground_truth, root=workdir.root)
 
 
+ROUNDS_DIR = "rounds"
+GROWS_IN_PLACE = frozenset({"web"})
+"""Backends whose one campaign takes new tasks as it runs (the web labeler's queue)."""
+
+
+def _round_path(workdir: Workdir, n: int) -> Path:
+    return workdir.crowd if n == 0 else workdir.crowd / ROUNDS_DIR / str(n)
+
+
+def _round_tasks(workdir: Workdir, n: int) -> pl.DataFrame:
+    return tables.read(_round_path(workdir, n) / "tasks.parquet", TASKS)
+
+
+def _n_rounds(workdir: Workdir, state: dict[str, Any]) -> int:
+    return len(state.get("rounds", [None])) if state else 0
+
+
+def _frozen_gt(workdir: Workdir) -> pl.DataFrame | None:
+    path = workdir.crowd / "ground_truth.parquet"
+    return tables.read(path, GROUND_TRUTH_SPLIT) if path.exists() else None
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One backend campaign: a round, or (a backend growing in place) every round at once."""
+
+    backend: Backend
+    inputs: CampaignInputs
+    page_prefix: str
+
+
+def _units(workdir: Workdir, settings: Settings, state: dict[str, Any]) -> list[_Unit]:
+    gt = _frozen_gt(workdir)
+    n = _n_rounds(workdir, state)
+    if gt is None or n == 0:
+        return []
+    spec = CampaignSpec.from_settings(settings)
+    name = settings.crowd.backend
+    rounds = [_round_tasks(workdir, i) for i in range(n)]
+    if name in GROWS_IN_PLACE:
+        tasks = pl.concat(rounds)
+        return [_Unit(_backend(workdir, settings), CampaignInputs(spec, tasks, gt, workdir.root), "")]
+    return [
+        _Unit(
+            create_backend(name, settings=settings, state_dir=_round_path(workdir, i) / name),
+            CampaignInputs(spec, tasks, gt, workdir.root),
+            "" if i == 0 else f"r{i}/",
+        )
+        for i, tasks in enumerate(rounds)
+    ]
+
+
 def _frozen_inputs(workdir: Workdir, settings: Settings) -> CampaignInputs | None:
-    tasks_path = workdir.crowd / "tasks.parquet"
-    gt_path = workdir.crowd / "ground_truth.parquet"
-    if not (tasks_path.exists() and gt_path.exists()):
+    state = _read_state(workdir)
+    gt = _frozen_gt(workdir)
+    if not state or gt is None or not (workdir.crowd / "tasks.parquet").exists():
         return None
+    tasks = pl.concat([_round_tasks(workdir, i) for i in range(_n_rounds(workdir, state))])
     return CampaignInputs(
-        spec=CampaignSpec.from_settings(settings),
-        tasks=tables.read(tasks_path, TASKS),
-        ground_truth=tables.read(gt_path, GROUND_TRUTH_SPLIT),
-        root=workdir.root,
+        spec=CampaignSpec.from_settings(settings), tasks=tasks, ground_truth=gt, root=workdir.root
     )
 
 
 def load_inputs(workdir: Workdir, settings: Settings) -> CampaignInputs:
-    """The inputs frozen at launch, or fresh ones when nothing was launched yet."""
+    """The inputs launched (the tasks of every round), or fresh ones when nothing was launched yet."""
     return _frozen_inputs(workdir, settings) or build_inputs(workdir, settings)
 
 
-def _fingerprint(inputs: CampaignInputs, settings: Settings) -> str:
+def _crowd_settings(settings: Settings) -> dict[str, Any]:
     # Connection details and the web labeler's serving options (lease, signup, limits) may
     # change while a campaign runs; they do not change what it buys.
-    crowd = {
+    return {
         k: v
         for k, v in asdict(settings.crowd).items()
         if k not in {"toloka_token", "toloka_url"} and not k.startswith("web_")
     }
-    blob = json.dumps(
-        {
-            "spec": inputs.spec.fingerprint(),
-            "crowd": crowd,
-            "tasks": inputs.tasks["id"].to_list(),
-            "gt": inputs.ground_truth["id"].to_list(),
-        },
-        sort_keys=True,
-        default=str,
-    )
+
+
+def _fingerprint(inputs: CampaignInputs, settings: Settings, *, with_tasks: bool = False) -> str:
+    """What the crowd is asked and how (spec, crowd settings, ground-truth split), hashed.
+
+    ``with_tasks`` hashes the task ids too: the fingerprint of a campaign written before
+    rounds existed, read to carry it on.
+    """
+    fields: dict[str, Any] = {
+        "spec": inputs.spec.fingerprint(),
+        "crowd": _crowd_settings(settings),
+        "gt": inputs.ground_truth["id"].to_list(),
+    }
+    if with_tasks:
+        fields["tasks"] = inputs.tasks["id"].to_list()
+    blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -117,14 +181,34 @@ def _read_state(workdir: Workdir) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def _write_state(workdir: Workdir, state: dict[str, Any]) -> None:
+    tmp = workdir.crowd / "campaign.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    tmp.replace(workdir.crowd / "campaign.json")
+
+
 def plan(workdir: Workdir, settings: Settings) -> Plan:
     """What a launch would create and what it would cost; changes nothing."""
     inputs = build_inputs(workdir, settings)
     return _backend(workdir, settings).plan(inputs)
 
 
+def _restart(workdir: Workdir, settings: Settings, state: dict[str, Any], backend: Backend) -> None:
+    # A backend whose campaign lives elsewhere (Toloka) ends it there first, so that the new
+    # launch builds new objects instead of finding and resuming the old ones.
+    retire = getattr(backend, "retire", None)
+    if retire is not None and (not state or state.get("backend") == settings.crowd.backend):
+        retire(_frozen_inputs(workdir, settings) or build_inputs(workdir, settings))
+    if state:
+        shutil.rmtree(workdir.crowd / state.get("backend", settings.crowd.backend), ignore_errors=True)
+        shutil.rmtree(workdir.crowd / ROUNDS_DIR, ignore_errors=True)
+        for name in ("campaign.json", "tasks.parquet", "ground_truth.parquet", "bans.parquet"):
+            (workdir.crowd / name).unlink(missing_ok=True)
+
+
 def launch(workdir: Workdir, settings: Settings, *, restart: bool = False) -> CampaignStatus:
-    """Launch the campaign, or resume the one already launched with the same spec and tasks.
+    """Launch the campaign, or resume it: every round launched before, plus a new round
+    holding the shortlisted images no round has yet.
 
     Args:
         restart: end the campaign launched before (a backend with a ``retire`` method, such as
@@ -132,45 +216,97 @@ def launch(workdir: Workdir, settings: Settings, *, restart: bool = False) -> Ca
             ``WORK/crowd`` and launch afresh: nothing of the old campaign is resumed.
 
     Raises:
-        CrowdError: a campaign with another spec or other tasks was launched here before.
+        CrowdError: a campaign with another backend, spec or crowd settings was launched
+            here before.
     """
     workdir.crowd.mkdir(parents=True, exist_ok=True)
     state = _read_state(workdir)
     backend = _backend(workdir, settings)
     if restart:
-        # A backend whose campaign lives elsewhere (Toloka) ends it there first, so that the new
-        # launch builds new objects instead of finding and resuming the old ones.
-        retire = getattr(backend, "retire", None)
-        if retire is not None and (not state or state.get("backend") == settings.crowd.backend):
-            retire(_frozen_inputs(workdir, settings) or build_inputs(workdir, settings))
-    if restart and state:
-        shutil.rmtree(workdir.crowd / state.get("backend", settings.crowd.backend), ignore_errors=True)
-        for name in ("campaign.json", "tasks.parquet", "ground_truth.parquet", "bans.parquet"):
-            (workdir.crowd / name).unlink(missing_ok=True)
+        _restart(workdir, settings, state, backend)
         state = {}
-    inputs = _frozen_inputs(workdir, settings) if state else None
-    inputs = inputs or build_inputs(workdir, settings)
-    fingerprint = _fingerprint(inputs, settings)
-    if state and (state.get("fingerprint") != fingerprint or state.get("backend") != settings.crowd.backend):
+    fresh = build_inputs(workdir, settings)
+    if not state:
+        backend.plan(fresh)  # validates everything the backend needs before any state is written
+        tables.write(fresh.tasks, workdir.crowd / "tasks.parquet")
+        tables.write(fresh.ground_truth, workdir.crowd / "ground_truth.parquet")
+        state = {
+            "backend": settings.crowd.backend,
+            "fingerprint": _fingerprint(fresh, settings),
+            "rounds": [fresh.tasks.height],
+            "tasks": fresh.tasks.height,
+            "launched_at": datetime.now(UTC).isoformat(),
+        }
+        _write_state(workdir, state)
+    else:
+        state = _check_same_campaign(workdir, settings, state)
+        state = _add_round(workdir, settings, state, fresh)
+    units = _units(workdir, settings, state)
+    statuses = [unit.backend.launch(unit.inputs) for unit in units]
+    return _combine(statuses, settings.crowd.backend)
+
+
+def _check_same_campaign(workdir: Workdir, settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
+    """The campaign state, after checking it was launched with these crowd settings."""
+    frozen = _frozen_inputs(workdir, settings)
+    if frozen is None:
+        raise CrowdError(f"{workdir.crowd}: campaign.json without its tasks; pass --restart")
+    legacy = "rounds" not in state
+    fingerprint = _fingerprint(frozen, settings, with_tasks=legacy)
+    if state.get("fingerprint") != fingerprint or state.get("backend") != settings.crowd.backend:
         raise CrowdError(
             f"{workdir.crowd / 'campaign.json'}: a campaign was launched here with backend "
             f"{state.get('backend')!r} and other settings (fingerprint {state.get('fingerprint')} != "
             f"{fingerprint}); resume it with the same settings or pass --restart"
         )
-    if not state:
-        backend.plan(inputs)  # validates everything the backend needs before any state is written
-        tables.write(inputs.tasks, workdir.crowd / "tasks.parquet")
-        tables.write(inputs.ground_truth, workdir.crowd / "ground_truth.parquet")
-        state = {
-            "backend": settings.crowd.backend,
-            "fingerprint": fingerprint,
-            "tasks": inputs.tasks.height,
-            "launched_at": datetime.now(UTC).isoformat(),
-        }
-        tmp = workdir.crowd / "campaign.json.tmp"
-        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        tmp.replace(workdir.crowd / "campaign.json")
-    return backend.launch(inputs)
+    if legacy:
+        state = {**state, "fingerprint": _fingerprint(frozen, settings), "rounds": [frozen.tasks.height]}
+        _write_state(workdir, state)
+    return state
+
+
+def _add_round(
+    workdir: Workdir, settings: Settings, state: dict[str, Any], fresh: CampaignInputs
+) -> dict[str, Any]:
+    """A new round of the shortlisted images no round holds yet (none when there are none)."""
+    n = _n_rounds(workdir, state)
+    bought = set(pl.concat([_round_tasks(workdir, i) for i in range(n)])["id"].to_list())
+    new = fresh.tasks.filter(~pl.col("id").is_in(list(bought)))
+    if not new.height:
+        return state
+    path = _round_path(workdir, n)
+    path.mkdir(parents=True, exist_ok=True)
+    # The tasks file is written first and the state last: a kill in between leaves a round
+    # nobody counts, written again the same way by the next launch.
+    tables.write(new, path / "tasks.parquet")
+    state = {**state, "rounds": [*state["rounds"], new.height], "tasks": len(bought) + new.height}
+    _write_state(workdir, state)
+    return state
+
+
+def _combine(statuses: list[CampaignStatus], backend: str) -> CampaignStatus:
+    """One status for the rounds: counts added up, complete when every round is."""
+    if len(statuses) == 1:
+        return statuses[0]
+    states = {s.state for s in statuses}
+    state = (
+        "stopped" if "stopped" in states else
+        "running" if "running" in states or "not-launched" in states else "complete"
+    )  # fmt: skip
+    detail: dict[str, object] = dict(statuses[-1].detail)
+    detail["rounds"] = len(statuses)
+    return CampaignStatus(
+        backend=backend,
+        state=state,  # type: ignore[arg-type]
+        pages=sum(s.pages for s in statuses),
+        answers=sum(s.answers for s in statuses),
+        tasks_total=sum(s.tasks_total for s in statuses),
+        tasks_done=sum(s.tasks_done for s in statuses),
+        workers=max(s.workers for s in statuses),
+        banned=sum(s.banned for s in statuses),
+        cost=sum(s.cost for s in statuses),
+        detail=detail,
+    )
 
 
 def _require_launched(workdir: Workdir) -> dict[str, Any]:
@@ -181,35 +317,44 @@ def _require_launched(workdir: Workdir) -> dict[str, Any]:
 
 
 def status(workdir: Workdir, settings: Settings) -> CampaignStatus:
-    if not _read_state(workdir):
+    state = _read_state(workdir)
+    if not state:
         inputs = load_inputs(workdir, settings)
         return CampaignStatus(
             backend=settings.crowd.backend, state="not-launched", tasks_total=inputs.tasks.height
         )
-    inputs = load_inputs(workdir, settings)
-    return _backend(workdir, settings).status(inputs)
+    units = _units(workdir, settings, state)
+    return _combine([u.backend.status(u.inputs) for u in units], settings.crowd.backend)
 
 
 def collect(workdir: Workdir, settings: Settings) -> Collected:
-    """Write the answers collected so far to the ``answers`` table and the bans to
-    ``crowd/bans.parquet``; returns both."""
-    _require_launched(workdir)
-    inputs = load_inputs(workdir, settings)
-    collected = _backend(workdir, settings).collect(inputs)
-    answers = tables.check(collected.answers, tables.ANSWERS, where="crowd collect").select(
-        list(tables.ANSWERS)
-    )
+    """Write the answers of every round collected so far to the ``answers`` table and the
+    bans to ``crowd/bans.parquet``; returns both."""
+    state = _require_launched(workdir)
+    answers_parts, bans_parts = [], []
+    for unit in _units(workdir, settings, state):
+        collected = unit.backend.collect(unit.inputs)
+        part = tables.check(collected.answers, tables.ANSWERS, where="crowd collect").select(
+            list(tables.ANSWERS)
+        )
+        if unit.page_prefix:
+            part = part.with_columns(pl.concat_str(pl.lit(unit.page_prefix), pl.col("page")).alias("page"))
+        answers_parts.append(part)
+        bans_parts.append(collected.bans.cast(BANS))  # type: ignore[arg-type]
+    answers = pl.concat(answers_parts)
+    bans = pl.concat(bans_parts)
     duplicated = answers.filter(pl.struct("task", "worker", "page").is_duplicated())
     if duplicated.height:
         raise CrowdError(f"crowd collect: {duplicated.height} duplicated answers from the backend")
     tables.write(answers, workdir.table("answers"))
-    tables.write(collected.bans.cast(BANS), workdir.crowd / "bans.parquet")  # type: ignore[arg-type]
-    return collected
+    tables.write(bans, workdir.crowd / "bans.parquet")
+    return Collected(answers=answers, bans=bans)
 
 
 def stop(workdir: Workdir, settings: Settings) -> CampaignStatus:
-    _require_launched(workdir)
-    return _backend(workdir, settings).stop(load_inputs(workdir, settings))
+    state = _require_launched(workdir)
+    units = _units(workdir, settings, state)
+    return _combine([u.backend.stop(u.inputs) for u in units], settings.crowd.backend)
 
 
 def read_bans(workdir: Workdir) -> pl.DataFrame:

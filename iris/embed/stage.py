@@ -302,6 +302,7 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
         journal.close()
         progress.close()
     seconds = time.perf_counter() - started
+    _refresh_payloads(store, images, done, fingerprint, trained_ids)
     finetune_meta = meta.get("finetune", {})
     parity = meta.get("parity", {})
     return EmbedReport(
@@ -350,6 +351,72 @@ def _replay(
         store.upsert(chosen, vectors[keep], payloads)
         store.flush()
     return {int(i) for i in ids[keep]}
+
+
+PAYLOAD_BATCH = 8192
+GONE = "removed"
+"""The split of a stored point whose image is no longer in the images table (no stage reads it)."""
+
+
+def _write_changes(store: VectorStore, updates: dict[int, Payload]) -> int:
+    """Write the updates that change a point's payload (a key set to None matches a key
+    absent); returns how many points changed. A payload write re-indexes its point, so a
+    resumed run that changes nothing writes nothing."""
+    current: dict[int, Payload] = {}
+    for part in store.scroll(with_vectors=False):
+        current.update(zip((int(i) for i in part.ids), part.payloads, strict=True))
+    changed = [
+        (i, u) for i, u in updates.items() if any(current.get(i, {}).get(k) != v for k, v in u.items())
+    ]
+    for start in range(0, len(changed), PAYLOAD_BATCH):
+        store.set_payload(dict(changed[start : start + PAYLOAD_BATCH]))
+    return len(changed)
+
+
+def _gone(store: VectorStore, images: pl.DataFrame) -> dict[int, Payload]:
+    gone = store.ids() - set(images["id"].to_list())
+    return {int(i): {"split": GONE, "has_label": False, "origin": None} for i in gone}
+
+
+def _refresh_payloads(
+    store: VectorStore, images: pl.DataFrame, done: set[int], fingerprint: str, trained_ids: frozenset[int]
+) -> None:
+    """Give the points already embedded the payload a fresh embed would (the images table's
+    split and label; no pseudo-label, status or origin of a later stage), and mark points
+    whose image left the images table as split ``removed``: a re-run of embed after the
+    images table changed leaves no stale label in the store."""
+    rows = images.filter(pl.col("id").is_in(list(done))).select("id", "split", "source", "label").to_dicts()
+    updates: dict[int, Payload] = {
+        int(r["id"]): {
+            "label": None,
+            **payload_for(r, fingerprint, trained_ids),
+            "pseudo_label": None,
+            "origin": None,
+        }
+        for r in rows
+    }
+    _write_changes(store, {**updates, **_gone(store, images)})
+
+
+def restore_labels(workdir: Workdir, store: VectorStore) -> int:
+    """Put every stored point's label back to the images table's, undoing the labels a later
+    stage (propagate) wrote: what pseudolabel and select read. Returns the points changed.
+
+    Raises:
+        StageOrderError: no images table yet.
+    """
+    images = tables.read(workdir.table("images"), tables.IMAGES)
+    updates: dict[int, Payload] = {
+        int(image_id): {
+            "label": None if label is None else int(label),
+            "has_label": label is not None,
+            "origin": None,
+        }
+        for image_id, label in images.select("id", "label").iter_rows()
+    }
+    stored = store.ids()
+    updates = {i: u for i, u in updates.items() if i in stored}
+    return _write_changes(store, {**updates, **_gone(store, images)})
 
 
 def run(ctx: StageContext) -> EmbedReport:

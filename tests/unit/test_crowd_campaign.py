@@ -312,3 +312,80 @@ def test_sigkill_mid_campaign_then_resume(finished: Any, tmp_path: Path) -> None
     assert bought_before <= len(keys)
     resumed = tables.read(wd.table("answers"), tables.ANSWERS)
     assert resumed.equals(tables.read(reference_wd.table("answers"), tables.ANSWERS))
+
+
+def _shortlist(wd: Workdir, ids: list[int]) -> None:
+    frame = pl.DataFrame(
+        {"id": ids, "reason": "problematic", "problematic_neighbours": 0, "priority": list(range(len(ids)))}
+    ).cast(tables.SHORTLIST)  # type: ignore[arg-type]
+    tables.write(frame, wd.table("shortlist"))
+
+
+def test_a_changed_shortlist_buys_only_the_new_images_in_a_new_round(tmp_path: Path) -> None:
+    wd, settings, _ = make_workdir(tmp_path / "work", n_tasks=60)
+    first = list(range(N_GT + 1, N_GT + 41))  # 40 of the 60 pool images
+    _shortlist(wd, first)
+    campaign.launch(wd, settings)
+    before = campaign.collect(wd, settings).answers
+    log0 = (wd.crowd / "simulated" / "pages.jsonl").read_text()
+
+    second = list(range(N_GT + 21, N_GT + 61))  # 20 kept, 20 dropped, 20 new
+    _shortlist(wd, second)
+    st = campaign.launch(wd, settings)
+    assert st.state == "complete"
+    assert st.tasks_total == 60
+    assert (wd.crowd / "simulated" / "pages.jsonl").read_text() == log0  # round 0 untouched
+    assert set(tables.read(wd.crowd / "rounds" / "1" / "tasks.parquet", tables.TASKS)["id"]) == set(
+        range(N_GT + 41, N_GT + 61)
+    )
+    after = campaign.collect(wd, settings).answers
+    real = after.filter(~pl.col("is_honeypot"))
+    # Every image of both shortlists has answers, the dropped ones too; round 0's are unchanged.
+    assert set(real["task"]) == set(first) | set(second)
+    assert after.filter(~pl.col("page").str.starts_with("r1/")).equals(before)
+    # No image is bought in two rounds.
+    round1 = real.filter(pl.col("page").str.starts_with("r1/"))
+    assert set(round1["task"]) == set(range(N_GT + 41, N_GT + 61))
+    assert not set(round1["task"]) & set(first)
+    assert after.filter(pl.struct("task", "worker", "page").is_duplicated()).height == 0
+
+    # The same shortlist again: nothing new is bought.
+    logs = sorted((wd.crowd).rglob("pages.jsonl"))
+    texts = [p.read_text() for p in logs]
+    campaign.launch(wd, settings)
+    assert campaign.collect(wd, settings).answers.equals(after)
+    assert [p.read_text() for p in sorted((wd.crowd).rglob("pages.jsonl"))] == texts
+    assert len(logs) == 2
+
+
+def test_a_changed_crowd_setting_still_refuses_after_rounds(tmp_path: Path) -> None:
+    wd, settings, _ = make_workdir(tmp_path / "work", n_tasks=40)
+    _shortlist(wd, list(range(N_GT + 1, N_GT + 21)))
+    campaign.launch(wd, settings)
+    _shortlist(wd, list(range(N_GT + 1, N_GT + 41)))
+    changed = replace(settings, crowd=replace(settings.crowd, overlap=2))
+    with pytest.raises(CrowdError, match="other settings"):
+        campaign.launch(wd, changed)
+    assert not (wd.crowd / "rounds").exists()  # nothing was bought for the refused launch
+    campaign.launch(wd, changed, restart=True)
+    assert not (wd.crowd / "rounds").exists()
+    assert campaign.status(wd, changed).tasks_total == 40
+
+
+def test_the_web_labeler_takes_a_new_round_into_its_one_queue(tmp_path: Path) -> None:
+    wd, settings, _ = make_workdir(tmp_path / "work", n_tasks=40)
+    web = replace(settings, crowd=replace(settings.crowd, backend="web"))
+    _shortlist(wd, list(range(N_GT + 1, N_GT + 21)))
+    assert campaign.launch(wd, web).tasks_total == 20
+    _shortlist(wd, list(range(N_GT + 11, N_GT + 41)))
+    st = campaign.launch(wd, web)
+    assert (st.state, st.tasks_total) == ("running", 40)
+    assert set(tables.read(wd.crowd / "rounds" / "1" / "tasks.parquet", tables.TASKS)["id"]) == set(
+        range(N_GT + 21, N_GT + 41)
+    )
+    assert not (wd.crowd / "rounds" / "1" / "web").exists()  # one labeler database, served as before
+    from iris.crowd.backends.web import LabelerDB
+
+    db = LabelerDB(wd.crowd / "web" / "labeler.db")
+    assert db.counts()["tasks"] == 40
+    assert db.item_path(N_GT + 40) == f"images/{N_GT + 40}.png"
