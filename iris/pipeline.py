@@ -152,15 +152,16 @@ def plan_pipeline(
     """
     state = RunState(workdir)
     given = _given(workdir, state, manifests)
-    _require_manifests(workdir, given)
     read = ingest_manifests(workdir, given)
-    return plan_run(
+    steps = plan_run(
         STAGE_NAMES,
         state.data["stages"],
         lambda name: fingerprint(name, workdir, settings, read),
         redo=redo,
         until=until,
     )
+    _require_manifests(steps, read)
+    return steps
 
 
 def _given(workdir: Workdir, state: RunState, manifests: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -173,8 +174,9 @@ def _given(workdir: Workdir, state: RunState, manifests: dict[str, Any] | None) 
     return None
 
 
-def _require_manifests(workdir: Workdir, given: dict[str, Any] | None) -> None:
-    if not ingest_manifests(workdir, given)["gt"]:
+def _require_manifests(steps: Sequence[Step], read: dict[str, list[str]]) -> None:
+    """Ingest is to run (not finished, or its inputs changed) but has no manifests to read."""
+    if any(step.run and step.stage == "ingest" for step in steps) and not read["gt"]:
         raise StageOrderError("iris run needs manifests: pass --ground-truth, --pool and --test")
 
 
@@ -205,7 +207,6 @@ def run_pipeline(
     if manifests and given:
         state.data["manifests"] = given
         state.save()
-    _require_manifests(workdir, given)
     read = ingest_manifests(workdir, given)
     steps = plan_run(
         STAGE_NAMES,
@@ -214,6 +215,7 @@ def run_pipeline(
         redo=redo,
         until=until,
     )
+    _require_manifests(steps, read)
     line = rerun_line(steps, state.data["stages"])
     if line:
         echo(line)

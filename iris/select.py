@@ -31,10 +31,10 @@ import polars as pl
 
 from iris.config import Settings
 from iris.contract import StageContext, StageReport
-from iris.errors import CrowdError, StageOrderError
+from iris.errors import StageOrderError
 from iris.pseudolabel.consensus import AUTO, PROBLEMATIC
 from iris.pseudolabel.kmeans import normalise
-from iris.stagekit import CLUSTERED_SPLITS, HITS_CHUNK, Stopwatch, batched_query, launched_tasks, read_points
+from iris.stagekit import CLUSTERED_SPLITS, HITS_CHUNK, Stopwatch, batched_query, read_points
 from iris.store.base import Filter, Hit, Payload, VectorStore
 from iris.tables import PSEUDOLABELS, SHORTLIST, Status, check, read, write
 from iris.workdir import Workdir

@@ -16,6 +16,12 @@ from iris.workdir import Workdir
 COLUMNS = ("--source-column", "url", "--label-column", "label", "--positive", "yes", "--negative", "no")
 
 
+@pytest.fixture(autouse=True)
+def _one_per_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These manifests hold one image of each class; ingest's minimum is five by default."""
+    monkeypatch.setenv("IRIS_INGEST_MIN_PER_CLASS", "1")
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     folder = tmp_path / "data"
@@ -92,7 +98,7 @@ def test_dry_run_names_the_changed_manifest_and_changes_nothing(workdir: Workdir
         ("predict", "skip", "after --until embed"),
     ]
     state = (workdir.root / "state.json").read_text()
-    (data / "gt.tsv").write_text("url\tlabel\n0.png\tno\n1.png\tno\n")
+    (data / "gt.tsv").write_text("url\tlabel\n0.png\tno\n1.png\tyes\n")
     assert _plan(workdir, "--until", "ingest") == [
         ("ingest", "will run", f"ground-truth manifest {data / 'gt.tsv'} changed"),
         *[(name, "skip", "after --until ingest") for name in
