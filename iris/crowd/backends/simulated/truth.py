@@ -11,7 +11,8 @@ answer key (:mod:`iris.crowd.difficulty`): something iris never sees, so strateg
 the images iris doubts are not handed the images people find hard by construction. It is
 fitted once on every ground-truth and pool image the key knows (the same difficulty in every
 round and for every strategy) and kept in ``difficulty.parquet`` beside the purchase log.
-Without an images table or answer key (synthetic campaigns) it is a seeded ``Beta(2, 5)`` draw.
+Without an images table, its files or an answer key (synthetic campaigns) it is a seeded
+``Beta(2, 5)`` draw.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def drawn_difficulty(ids: list[int], *, seed: int) -> dict[int, float]:
 
 def fit_difficulty(inputs: CampaignInputs, settings: Settings, *, seed: int) -> pl.DataFrame | None:
     """id, difficulty of every ground-truth and pool image the answer key knows (see the module
-    docstring); None without an images table or an answer key.
+    docstring); None without an images table, its image files or an answer key.
 
     Raises:
         InputError: an image file cannot be read.
@@ -162,7 +163,10 @@ def fit_difficulty(inputs: CampaignInputs, settings: Settings, *, seed: int) -> 
     known = images.filter(pl.col("id").is_in(list(truth)))
     if known.height < 2 * difficulty.FOLDS:
         return None
-    pixels = difficulty.read_pixels([inputs.root / p for p in known["path"].to_list()])
+    files = [inputs.root / p for p in known["path"].to_list()]
+    if not all(f.is_file() for f in files):
+        return None  # tables without their images (synthetic campaigns): nothing to look at
+    pixels = difficulty.read_pixels(files)
     labels = np.array([truth[int(i)] for i in known["id"].to_list()], dtype=np.int64)
     if min((labels == 0).sum(), (labels == 1).sum()) < difficulty.FOLDS:
         return None
