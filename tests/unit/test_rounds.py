@@ -57,7 +57,14 @@ def test_random_is_seeded_and_draws_only_open_images() -> None:
     b = pick("random", c, n=4, rng=np.random.default_rng(7))
     assert a.tolist() == b.tolist()
     assert len(set(a.tolist())) == 4 and not c.labeled[a].any()
-    assert sorted(ids_of(c, pick("random", c, n=99, rng=np.random.default_rng(1)))) == [11, 12, 13, 14, 15, 17]
+    assert sorted(ids_of(c, pick("random", c, n=99, rng=np.random.default_rng(1)))) == [
+        11,
+        12,
+        13,
+        14,
+        15,
+        17,
+    ]
 
 
 def test_iris_spreads_over_the_space() -> None:
@@ -116,7 +123,9 @@ def test_nearest_ids_exclude_the_image_itself() -> None:
     seed=st.integers(0, 2**16),
     name=st.sampled_from(sorted(STRATEGIES)),
 )
-def test_no_strategy_returns_a_labeled_image_or_one_twice(n_images: int, n: int, seed: int, name: str) -> None:
+def test_no_strategy_returns_a_labeled_image_or_one_twice(
+    n_images: int, n: int, seed: int, name: str
+) -> None:
     rng = np.random.default_rng(seed)
     c = Candidates(
         ids=rng.permutation(1000)[:n_images].astype(np.int64),
@@ -191,7 +200,9 @@ def test_audit_interval_covers_the_truth_in_simulation() -> None:
 
 
 def test_expected_accuracy_weighs_the_origins() -> None:
-    assert expected_accuracy(n_gt=100, n_crowd=100, crowd_accuracy=0.9, n_auto=200, auto_accuracy=0.8) == 0.875
+    assert (
+        expected_accuracy(n_gt=100, n_crowd=100, crowd_accuracy=0.9, n_auto=200, auto_accuracy=0.8) == 0.875
+    )
     assert expected_accuracy(n_gt=0, n_crowd=0, crowd_accuracy=0.9, n_auto=0, auto_accuracy=0.8) == 1.0
 
 
