@@ -12,8 +12,10 @@ honeypots as gold (:func:`iris.crowd.aggregation.aggregate`).
 Vectors: PCA (50 components) of the raw pixels, unit rows — cheap, so the benchmark runs in
 minutes on 2 cores (the demo's fine-tuned embedder is better and slower). Automatic labels:
 the repo's kNN ensemble core (:func:`iris.neighbours.vote` for each member of the default
-``[pseudolabel]`` ensemble) over every label known so far; the label is the members' mean
-vote, its certainty ``|2·p − 1|``. The seed's strategy also needs the consensus status
+``[pseudolabel]`` ensemble) over every label known so far, averaged (``--labeler knn+probe``,
+the default) with a logistic regression on the PCA features fitted on those labels weighted by
+their confidence — the classifier as a labeler, as issue 10 suggests; ``--labeler knn`` is the
+ensemble alone. The label is ``p > 0.5``, its certainty ``|2·p − 1|``. The seed's strategy also needs the consensus status
 (:func:`iris.pseudolabel.knn.ensemble_vote`, seeded KMeans, :func:`consensus`). Images not
 bought take their automatic label: that is the final label set.
 
@@ -66,7 +68,9 @@ PAIRS = {"tshirt-shirt": (6, 0), "pullover-coat": (4, 2)}
 N_GT = 200
 PCA_DIMS = 50
 PROBE_C = 1.0
-SWEEP = (0.05, 0.10, 0.15, 0.20, 0.30, 0.45)
+SWEEP = (0.10, 0.40)
+LABELER = "knn+probe"
+"""``knn``: the kNN ensemble alone; ``knn+probe``: averaged with a logistic regression (``--labeler``)."""
 """Shares at which random, least-certain and seed are also run for the curve."""
 
 
@@ -137,11 +141,17 @@ class Auto:
     knn_label: npt.NDArray[np.int64]
 
 
-def auto_labels(task: Task, labeled: npt.NDArray[np.bool_], labels: npt.NDArray[np.int64]) -> Auto:
+def auto_labels(
+    task: Task,
+    labeled: npt.NDArray[np.bool_],
+    labels: npt.NDArray[np.int64],
+    confidence: npt.NDArray[np.float64] | None = None,
+) -> Auto:
     """Every image's kNN ensemble label from the labeled images (a labeled image: itself left out)."""
     members = parse_members(PseudolabelSettings().members)
     k = max(m.k for m in members) + 1
     lab_rows = np.flatnonzero(labeled)
+    confidence = np.ones(len(labels)) if confidence is None else confidence
     base = task.vectors[lab_rows]
     n = len(task.ids)
     nb_ids = np.empty((n, k - 1), dtype=np.int64)
@@ -161,6 +171,14 @@ def auto_labels(task: Task, labeled: npt.NDArray[np.bool_], labels: npt.NDArray[
         [vote(neighbours, k=m.k, weighting=m.weighting, metric=m.metric).shares[:, 1] for m in members],
         axis=0,
     )
+    if LABELER == "knn+probe":
+        # The classifier as a labeler too: a logistic regression on every label known so far,
+        # each weighted by its confidence (labeled images keep their own labels, so being
+        # scored in-sample changes no final label).
+        probe = LogisticRegression(C=PROBE_C, max_iter=300).fit(
+            task.probe_train[lab_rows], labels[lab_rows], sample_weight=confidence[lab_rows]
+        )
+        p1 = 0.5 * p1 + 0.5 * probe.predict_proba(task.probe_train)[:, 1]
     s = PseudolabelSettings()
     ens = ensemble_vote(neighbours, members, confidence=s.confidence, quorum=s.quorum)
     return Auto(
@@ -286,7 +304,7 @@ class Outcome:
 
 
 def finish(task: Task, state: State, name: str, **extra: object) -> Outcome:
-    auto = auto_labels(task, state.labeled, state.labels)
+    auto = auto_labels(task, state.labeled, state.labels, state.confidence)
     final = np.where(state.labeled, state.labels, auto.label)
     pool = ~task.is_gt
     probe = LogisticRegression(C=PROBE_C, max_iter=500).fit(task.probe_train, final)
@@ -302,7 +320,7 @@ def finish(task: Task, state: State, name: str, **extra: object) -> Outcome:
 
 def one_shot(task: Task, name: str, share: float | None, *, seed: int, root: Path, label: str) -> Outcome:
     state = State.start(task)
-    auto = auto_labels(task, state.labeled, state.labels)
+    auto = auto_labels(task, state.labeled, state.labels, state.confidence)
     status = seed_status(task, auto, state.labeled, state.labels) if name == "seed" else None
     cand = Candidates(
         ids=task.ids,
@@ -328,7 +346,7 @@ def iris_rounds(task: Task, r: RoundsSettings, *, seed: int, root: Path) -> Outc
     audits: list[tuple[float, float, float]] = []
     reason = ""
     for index in range(r.max_rounds):
-        auto = auto_labels(task, state.labeled, state.labels)
+        auto = auto_labels(task, state.labeled, state.labels, state.confidence)
         final = np.where(state.labeled, state.labels, auto.label)
         pool = ~task.is_gt
         curve.append((state.bought / task.pool, float((final[pool] == task.truth[pool]).mean())))
@@ -402,14 +420,15 @@ def mean_sd(values: list[float], digits: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global LABELER
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--labeler", choices=["knn", "knn+probe"], default=LABELER)
     parser.add_argument("--no-sweep", action="store_true", help="skip the curve's extra budgets")
     parser.add_argument("--png", type=Path, default=Path("benchmarks/label_efficiency.png"))
     for f in dataclasses.fields(RoundsSettings):
-        if f.name != "strategy":
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
     args = parser.parse_args(argv)
     r = RoundsSettings()
     r = dataclasses.replace(
@@ -420,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, f.name, None) is not None
         },
     )
-    print(f"rounds: {r}", flush=True)
+    LABELER = args.labeler
+    print(f"rounds: {r}; labeler {LABELER}", flush=True)
     panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     coverage: list[bool] = []
     for pair in args.pairs:
@@ -439,11 +459,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, outs in rows.items():
             if name.endswith("sweep"):
                 continue
-            print(
-                f"| {name} | {mean_sd([100 * o.share for o in outs], 1)}% | {mean_sd([o.cost for o in outs], 1)} "
-                f"| {mean_sd([float(o.rounds) for o in outs], 1)} | {mean_sd([o.label_accuracy for o in outs])} "
-                f"| {mean_sd([o.test_accuracy for o in outs])} |"
-            )
+            cells = [
+                mean_sd([100 * o.share for o in outs], 1) + "%",
+                mean_sd([o.cost for o in outs], 1),
+                mean_sd([float(o.rounds) for o in outs], 1),
+                mean_sd([o.label_accuracy for o in outs]),
+                mean_sd([o.test_accuracy for o in outs]),
+            ]
+            print(f"| {name} | " + " | ".join(cells) + " |")
         print(f"| ceiling: probe on the answer key | | | | 1 | {mean_sd(ceilings)} |")
         ours = rows["iris rounds"]
         print(f"\niris rounds stopped by: {[o.stop for o in ours]}")
@@ -457,8 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         curves: dict[str, list[tuple[float, float, float]]] = {}
         for name in ("random", "least-certain", "seed"):
             by_share: dict[float, list[Outcome]] = defaultdict(list)
-            for o in rows.get(f"{name} sweep", []):
-                by_share[round(o.asked if o.asked is not None else o.share, 3)].append(o)
+            for o in rows.get(f"{name} sweep", []) + rows[f"{name} @ iris spend"]:
+                by_share[round(o.asked if o.asked is not None else o.share, 2)].append(o)
             curves[name] = [
                 (
                     float(np.mean([o.share for o in v])),
@@ -489,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         panels[pair] = curves
     if coverage:
         print(
-            f"\naudit interval contains the true accuracy of the automatic labels: {sum(coverage)} of {len(coverage)} audits"
+            "\naudit interval contains the true accuracy of the automatic labels: "
+            f"{sum(coverage)} of {len(coverage)} audits"
         )
     draw_label_efficiency(
         panels, args.png, title="final-label accuracy against crowd share (mean ± sd over seeds)"

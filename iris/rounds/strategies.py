@@ -15,7 +15,7 @@ seed            the seed's single round: problematic images plus the images with
                 the select stage uses), cut to n by its priority
 random          n images drawn uniformly
 least-certain   the n least certain images (no spread)
-whole-pool      every unlabeled image
+whole-pool      every unlabeled image (in id order)
 none            nothing (ground truth only)
 =============== ===========================================================================
 
@@ -110,8 +110,9 @@ def random(c: Candidates, *, n: int, rng: np.random.Generator) -> IntArray:
 
 
 def whole_pool(c: Candidates, *, n: int | None = None, rng: np.random.Generator | None = None) -> IntArray:
-    """Every open image, least certain first."""
-    return _least_certain_order(c, c.open)
+    """Every open image, in id order (a campaign over everything has no reason to sort by
+    iris's doubt, and the order of pages changes which honest people quality control bans)."""
+    return c.open
 
 
 def no_crowd(c: Candidates, *, n: int | None = None, rng: np.random.Generator | None = None) -> IntArray:
