@@ -15,9 +15,9 @@ the repo's kNN ensemble core (:func:`iris.neighbours.vote` for each member of th
 ``[pseudolabel]`` ensemble) over every label known so far, averaged (``--labeler knn+probe``,
 the default) with a logistic regression on the PCA features fitted on those labels weighted by
 their confidence — the classifier as a labeler, as issue 10 suggests; ``--labeler knn`` is the
-ensemble alone. The label is ``p > 0.5``, its certainty ``|2·p − 1|``. The seed's strategy also needs the consensus status
-(:func:`iris.pseudolabel.knn.ensemble_vote`, seeded KMeans, :func:`consensus`). Images not
-bought take their automatic label: that is the final label set.
+ensemble alone. The label is ``p > 0.5``, its certainty ``|2·p − 1|``. The seed's strategy
+also needs the consensus status (:func:`iris.pseudolabel.knn.ensemble_vote`, seeded KMeans,
+:func:`consensus`). Images not bought take their automatic label: that is the final label set.
 
 Strategies (:mod:`iris.rounds.strategies`): ``iris`` rounds (``[rounds]`` defaults: a round
 buys ``round_size`` of the pool by ``iris``'s pick plus an ``audit_share`` uniform audit,
