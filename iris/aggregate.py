@@ -16,6 +16,7 @@ from iris.config import Settings
 from iris.contract import StageContext, StageReport
 from iris.crowd.aggregation import aggregate
 from iris.crowd.campaign import read_bans, read_gold
+from iris.stagekit import launched_tasks
 from iris.workdir import Workdir
 
 
@@ -43,9 +44,25 @@ def aggregate_workdir(workdir: Workdir, settings: Settings, *, method: str | Non
     """Aggregate ``tables/answers`` into ``tables/aggregated`` and ``tables/workers``.
 
     Gold (the honeypots' labels) and bans come from the campaign state in ``WORK/crowd``.
+    When the crowd had nothing to do (no campaign with tasks, no answer on a real task) both
+    tables are written empty: propagation then labels from the ground truth and the
+    automatic labels.
     """
     name = method or settings.aggregate.method
     answers = tables.read(workdir.table("answers"), tables.ANSWERS)
+    if not launched_tasks(workdir) and not answers.filter(~pl.col("is_honeypot")).height:
+        tables.write(pl.DataFrame(schema=tables.AGGREGATED), workdir.table("aggregated"))
+        tables.write(pl.DataFrame(schema=tables.WORKERS), workdir.table("workers"))
+        return AggregateReport(
+            method=name,
+            tasks=0,
+            positive=0,
+            negative=0,
+            mean_confidence=0.0,
+            low_confidence=0,
+            workers=0,
+            banned=0,
+        )
     result = aggregate(
         answers,
         method=name,

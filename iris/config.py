@@ -198,7 +198,8 @@ class TaskSettings:
     source_column: Annotated[str, NOT_EMPTY] = "downloadUrl"
     """Column holding the image URL or path."""
     label_column: Annotated[str, NOT_EMPTY] = "is_conifer"
-    """Column holding the ground-truth label."""
+    """Column holding the ground-truth label; left at this default and absent from the ground
+    truth, its only ``is_*`` column is used instead (ingest says so)."""
     positive: Annotated[str, NOT_EMPTY] = "TRUE"
     """Cell value of the positive class (compared case-insensitively, stripped)."""
     negative: Annotated[str, NOT_EMPTY] = "FALSE"
@@ -228,9 +229,11 @@ class IngestSettings:
     max_side: Positive = 10_000
     """Images with a longer side are rejected as too large."""
     max_bytes: Positive = 100_000_000
-    """Downloads larger than this are abandoned."""
+    """Downloads larger than this are abandoned; local files larger than this are rejected unread."""
     workers: Count = 0
     """Decoding and validation: 0 = threads, one per CPU core; N > 0 = N worker processes."""
+    min_per_class: Annotated[int, at_least(1)] = 5
+    """Fewest ground-truth images of each class; fewer (a one-class ground truth) stops ingest."""
 
 
 @dataclass(frozen=True)
@@ -306,8 +309,10 @@ class PseudolabelSettings:
     seed: Seed = 0
     batch_size: Positive = 512
     """Query vectors per batched Qdrant query."""
-    exact: bool = False
-    """Exact (brute-force) kNN queries instead of HNSW."""
+    exact: bool = True
+    """Exact (brute-force) kNN queries: the same store gives the same labels on every run. HNSW
+    (false) is faster on large pools, but its index is built by parallel threads, so a re-run
+    may find slightly different neighbours."""
     estimate_folds: Annotated[int, AnyOf((Interval(0, 0), at_least(2)))] = 5
     """Folds for the KMeans part of the accuracy estimate (the kNN part is leave-one-out); 0 skips it."""
     kmeans_max_iter: Positive = 100
@@ -323,10 +328,15 @@ class SelectSettings:
     """Cap on the shortlist size; 0 means no cap."""
     batch_size: Positive = 512
     """Query vectors per batched Qdrant query."""
-    exact: bool = False
-    """Exact (brute-force) kNN queries instead of HNSW."""
+    exact: bool = True
+    """Exact (brute-force) kNN queries: the same store gives the same labels on every run. HNSW
+    (false) is faster on large pools, but its index is built by parallel threads, so a re-run
+    may find slightly different neighbours."""
     map_points: Count = 2000
     """Points drawn on reports/embedding_map.png (a seeded subsample); 0 skips the map."""
+    replace_sent: bool = False
+    """Let select replace a shortlist the launched crowd campaign has bought answers for; then
+    ``iris crowd launch --restart`` starts a new campaign on the new shortlist."""
 
 
 @dataclass(frozen=True)
@@ -353,17 +363,33 @@ class CrowdSettings:
     exam_price: Annotated[float, at_least(0)] = 0.05
     """Reward per exam page; Toloka's exam guide asks for the page price (workers who passed
     cannot start the main tasks at once otherwise), and its minimum is 0.005."""
-    min_seconds_per_page: Seconds = 20.0
-    """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``."""
+    min_seconds_per_page: Seconds = 5.0
+    """Quality control: a page submitted faster than this bans its worker for ``fast_ban_days``.
+    Toloka applies it to a short last page as to a full one, and at 20 s it banned honest
+    people on the campaign's short last pages (their tasks re-issued, more short pages:
+    ``benchmarks/bench_quality.py``); the skill rule catches the fast clickers it lets by."""
     fast_ban_days: Count = 1
-    min_honeypot_accuracy: Share = 0.6
-    """Quality control: accuracy on the last ``honeypot_window`` honeypots below this bans."""
-    honeypot_window: Positive = 5
-    min_majority_agreement: Share = 0.6
-    """Quality control: agreement with the others' majority on the last ``majority_window`` tasks."""
+    min_honeypot_accuracy: Share = 0.5
+    """Quality control: accuracy on the last ``honeypot_window`` honeypots below this bans (at
+    0.6 of 5 it banned one honest person in nine; honeypots also count in the skill rule)."""
+    honeypot_window: Positive = 10
+    min_skill: Share = 0.3
+    """Quality control: ban a worker whose Dawid-Skene skill (sensitivity + specificity − 1 of
+    their confusion matrix: 0 for random or one-sided answers, 1 for always right) is surely
+    below this; 0 turns the rule off. Calibrated on the simulated crowd
+    (``benchmarks/bench_quality.py``)."""
+    skill_min_answers: Positive = 49
+    """Quality control: answers (to tasks others answered too, and honeypots) a worker needs
+    before the skill rule judges them."""
+    skill_confidence: Annotated[float, at_least(0)] = 2.0
+    """Quality control: standard errors the skill must be below ``min_skill`` by to ban."""
+    min_majority_agreement: Share = 0.0
+    """Quality control: agreement with the others' majority on the last ``majority_window``
+    tasks below this bans; 0 (the default) turns the rule off: on a shortlist of ambiguous
+    images it bans honest people, which the skill rule does not."""
     majority_window: Positive = 20
     ban_days: Count = 7
-    """Ban length for the honeypot and majority rules."""
+    """Ban length for the honeypot, skill and majority rules."""
     reject_banned: bool = False
     """Reject (do not pay for, do not keep) the answers of banned workers."""
     reissue_banned: bool = True
@@ -429,6 +455,10 @@ class PropagateSettings:
     folds: Annotated[int, at_least(2)] = 5
     batch_size: Positive = 512
     """Query vectors per Qdrant batch request."""
+    exact: bool = True
+    """Exact (brute-force) kNN queries: the same store gives the same labels on every run. HNSW
+    (false) is faster on large pools, but its index is built by parallel threads, so a re-run
+    may find slightly different neighbours."""
     seed: Seed = 0
 
 
@@ -506,8 +536,29 @@ ENV_ALIASES = {
     "IRIS_QDRANT_URL": ("store", "url"),
     "IRIS_QDRANT_API_KEY": ("store", "api_key"),
 }
-OTHER_ENV: frozenset[str] = frozenset({"IRIS_WORKDIR", "IRIS_PROGRESS"})
+PROGRESS_EVERY = "IRIS_PROGRESS_EVERY"
+OTHER_ENV: frozenset[str] = frozenset({"IRIS_WORKDIR", "IRIS_PROGRESS", PROGRESS_EVERY})
 """``IRIS_*`` variables that are read elsewhere and are not settings (no warning for them)."""
+
+
+def progress_every(environ: Mapping[str, str] | None = None, *, default: float = 5.0) -> float:
+    """Seconds between two progress lines in a log (``IRIS_PROGRESS_EVERY``; see :mod:`iris.progress`).
+
+    Checked by :func:`load_settings` too, so a bad value stops a command before any stage.
+
+    Raises:
+        ConfigError: not a number of seconds >= 0.
+    """
+    text = (os.environ if environ is None else environ).get(PROGRESS_EVERY, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise ConfigError(f"{PROGRESS_EVERY} = {text!r}: expected a number of seconds >= 0")
+    return value
 
 
 @dataclass(frozen=True)
@@ -870,7 +921,9 @@ def load_settings(
     settings = Settings()
     origins: dict[str, str] = {}
     # The environment is read first so that its warnings show even when the file is refused.
-    env, env_names = _from_env(os.environ if environ is None else environ, warn or _warn)
+    environ = os.environ if environ is None else environ
+    env, env_names = _from_env(environ, warn or _warn)
+    progress_every(environ)
     if workdir is not None:
         path = workdir / CONFIG_FILE
         if path.exists():

@@ -150,13 +150,13 @@ def best(results: Sequence[CvResult]) -> CvResult:
 
 
 def _query(
-    store: VectorStore, ids: Sequence[int], *, k: int, batch_size: int, desc: str
+    store: VectorStore, ids: Sequence[int], *, k: int, batch_size: int, exact: bool, desc: str
 ) -> tuple[npt.NDArray[np.int64], Neighbours]:
     """Neighbours among the labeled points of each stored point in ``ids``.
 
     Returns the ids actually found in the store (in the order given) and their neighbours.
     """
-    found, hits = query_by_id(store, ids, k=k, flt=LABELED, batch_size=batch_size, desc=desc)
+    found, hits = query_by_id(store, ids, k=k, flt=LABELED, batch_size=batch_size, exact=exact, desc=desc)
     return found, neighbours_from_hits(hits, k=k, distance=store_distance(store))
 
 
@@ -201,9 +201,17 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
     fetch_k = math.ceil((max_k + 1) * cfg.folds / max(cfg.folds - 1, 1) * 1.5) + 5
     labeled_ids = final["id"].to_numpy()
     cv_ids, cv_neighbours = _query(
-        store, labeled_ids.tolist(), k=fetch_k, batch_size=cfg.batch_size, desc="propagate: cv queries"
+        store,
+        labeled_ids.tolist(),
+        k=fetch_k,
+        batch_size=cfg.batch_size,
+        exact=cfg.exact,
+        desc="propagate: cv queries",
     )
-    cv_rows = pl.DataFrame({"id": cv_ids}, schema={"id": pl.Int64}).join(final, on="id", how="left")
+    # Rows must stay in query order (labels align with cv_ids): polars keeps no join order unless told.
+    cv_rows = pl.DataFrame({"id": cv_ids}, schema={"id": pl.Int64}).join(
+        final, on="id", how="left", maintain_order="left"
+    )
     results = cross_validate(
         cv_ids,
         cv_rows["label"].to_numpy().astype(np.int8),
@@ -226,7 +234,7 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
         .to_list()
     )
     found, neighbours = _query(
-        store, targets, k=chosen.k, batch_size=cfg.batch_size, desc="propagate: labeling"
+        store, targets, k=chosen.k, batch_size=cfg.batch_size, exact=cfg.exact, desc="propagate: labeling"
     )
     prior = int(final["label"].mean() > 0.5) if final.height else 0  # type: ignore[operator]
     chosen_vote = vote(

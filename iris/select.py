@@ -11,7 +11,12 @@ Priority (0 = sent first), which is also the order a budget cuts from the end:
 3. then a lower ensemble share first (the more unsure, the earlier);
 4. then the id, so the order is total and reproducible.
 
-Labeled images (gt or later crowd labels) and test images are never on the shortlist.
+Ground-truth images and test images are never on the shortlist. Labels a later stage gave
+(crowd, auto, propagated: propagate writes them into the payload) do not count: a redone
+select on a finished work directory shortlists what a fresh run does.
+
+A shortlist the crowd campaign has been paid for is not replaced by a different one
+(:func:`check_replaceable`): the answers bought would no longer match it.
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ import polars as pl
 
 from iris.config import Settings
 from iris.contract import StageContext, StageReport
-from iris.errors import StageOrderError
+from iris.errors import CrowdError, StageOrderError
 from iris.pseudolabel.consensus import AUTO, PROBLEMATIC
 from iris.pseudolabel.kmeans import normalise
 from iris.shortlist import NEIGHBOUR, build_shortlist, count_problematic_neighbours
-from iris.stagekit import CLUSTERED_SPLITS, HITS_CHUNK, Stopwatch, batched_query, read_points
+from iris.stagekit import CLUSTERED_SPLITS, HITS_CHUNK, Stopwatch, batched_query, launched_tasks, read_points
 from iris.store.base import Filter, Payload, VectorStore
-from iris.tables import PSEUDOLABELS, read, write
+from iris.tables import PSEUDOLABELS, SHORTLIST, read, write
 from iris.workdir import Workdir
 
 NEIGHBOURHOOD = Filter(must={"split": list(CLUSTERED_SPLITS)})
@@ -54,6 +59,35 @@ class SelectReport(StageReport):
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def check_replaceable(workdir: Workdir, settings: Settings, shortlist: pl.DataFrame) -> None:
+    """Refuse to replace a shortlist a launched campaign has bought anything for.
+
+    The same shortlist again (a redo on unchanged inputs) is fine, so is any shortlist when
+    no campaign was launched or it bought nothing yet, and any with ``select.replace_sent``.
+
+    Raises:
+        CrowdError: the new shortlist differs from the one the campaign in ``WORK/crowd`` paid for.
+    """
+    path = workdir.table("shortlist")
+    if settings.select.replace_sent or launched_tasks(workdir) is None or not path.exists():
+        return
+    sent = read(path, SHORTLIST)
+    if sent.equals(shortlist):
+        return
+    from iris.crowd.campaign import status  # only here: select needs no crowd backend otherwise
+
+    st = status(workdir, settings)
+    if st.pages == 0 and st.answers == 0 and st.cost == 0:
+        return
+    raise CrowdError(
+        f"{path}: its {sent.height} images were sent to the {st.backend} crowd ({st.pages} pages bought, "
+        f"cost {st.cost:.2f}); the new selection ({shortlist.height} images) would not match "
+        "what was paid for. "
+        "Keep it, or set select.replace_sent = true (IRIS_SELECT_REPLACE_SENT=1) and then run "
+        "`iris crowd launch --restart` to start a new campaign on the new shortlist"
+    )
+
+
 def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectReport:
     """Write ``tables/shortlist.parquet`` and mark shortlisted neighbours in the store.
 
@@ -62,6 +96,7 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
 
     Raises:
         StageOrderError: no pseudolabels table yet (run ``iris pseudolabel``).
+        CrowdError: the crowd has been paid for a different shortlist (:func:`check_replaceable`).
     """
     started = time.perf_counter()
     s = settings.select
@@ -69,8 +104,8 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
     watch = Stopwatch()
     with watch.phase("export"):
         points = read_points(store, watch)
-    # Only images that are still unlabeled pool points: a crowd label since the
-    # pseudolabel run takes an image off the shortlist.
+    # Only pool images without a ground-truth label (read_points leaves crowd, automatic and
+    # propagated labels out), so a redo after propagate sees the pool of a fresh run.
     row_of = {int(i): r for r, i in enumerate(points.exported.ids.tolist())}
     pool_ids = set(points.exported.ids[points.pool].tolist())
     pseudolabels = pseudolabels.filter(pl.col("id").is_in(list(pool_ids))).sort("id")
@@ -102,6 +137,7 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
             counts[part] = count_problematic_neighbours(hits, ids[part], problematic, k=s.neighbours)
 
     shortlist, cut = build_shortlist(pseudolabels, counts, budget=s.budget)
+    check_replaceable(workdir, settings, shortlist)
     write(shortlist, workdir.table("shortlist"))
 
     with watch.phase("payload"):
@@ -143,6 +179,7 @@ __all__ = [
     "PROBLEMATIC",
     "SelectReport",
     "build_shortlist",
+    "check_replaceable",
     "count_problematic_neighbours",
     "select",
 ]

@@ -6,11 +6,14 @@ Stages never import each other; what two of them need lives here (and the kNN ru
 * :func:`read_points`: every point, split into labeled / pool / the rest (:class:`Points`);
 * :func:`batched_query`: ``query_batch`` over many vectors, a batch at a time, with a bar;
 * :func:`query_by_id`: retrieve stored points by id, then query with their vectors;
-* :class:`Stopwatch`: seconds spent in the store, and wall seconds per phase of a stage.
+* :class:`Stopwatch`: seconds spent in the store, and wall seconds per phase of a stage;
+* :func:`launched_tasks`: how many tasks the crowd campaign of the work directory was launched
+  with (crowd and aggregate both skip when the crowd had nothing to do).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,13 +26,20 @@ from iris.errors import ConfigError, StageOrderError, StoreError
 from iris.neighbours import NO_LABEL
 from iris.progress import bar
 from iris.store.base import Distance, Exported, Filter, Hit, VectorStore
-from iris.tables import Split
+from iris.tables import Origin, Split
+from iris.workdir import Workdir
 
 N_CLASSES = 2
 CLUSTERED_SPLITS: tuple[str, ...] = (Split.GT.value, Split.POOL.value)
 """Splits that vote, cluster and neighbour: never a test image."""
-LABELED = Filter(must={"has_label": True, "split": list(CLUSTERED_SPLITS)})
-"""The points kNN members vote with: anything labeled, never a test image."""
+LATER_ORIGINS: tuple[str, ...] = (Origin.CROWD.value, Origin.AUTO.value, Origin.PROPAGATED.value)
+"""Origins of labels the pipeline gave (propagate writes them into the payload): not ground truth."""
+LABELED = Filter(
+    must={"has_label": True, "split": list(CLUSTERED_SPLITS)}, must_not={"origin": list(LATER_ORIGINS)}
+)
+"""The points kNN members vote with: the ground truth (a label with no origin, as embed writes
+it, or origin ``gt``), never a test image nor a label the crowd, pseudolabel or propagation
+gave: a re-run of pseudolabel after propagate must see what a fresh run sees."""
 HITS_CHUNK = 32_768
 """Query images whose hit lists are held at once (pseudolabel and select): a million images'
 neighbour lists as Python objects would take GiBs."""
@@ -67,17 +77,22 @@ class Stopwatch:
 
 @dataclass(frozen=True)
 class Points:
-    """The store's points split by role, rows aligned with ``exported``."""
+    """The store's points split by role, rows aligned with ``exported``.
+
+    Only ground-truth labels count (see :data:`LABELED`): after propagate every pool point
+    carries a label in its payload, and those crowd, automatic and propagated labels are
+    what the stages compute, never what they start from.
+    """
 
     exported: Exported
     split: npt.NDArray[np.str_]
-    labels: npt.NDArray[np.int64]  # NO_LABEL when unknown
-    labeled: npt.NDArray[np.bool_]  # has a label and is not a test image
-    pool: npt.NDArray[np.bool_]  # split == "pool" and no label: what gets pseudo-labeled
+    labels: npt.NDArray[np.int64]  # the ground-truth label, NO_LABEL otherwise
+    labeled: npt.NDArray[np.bool_]  # a ground-truth label and not a test image
+    pool: npt.NDArray[np.bool_]  # split == "pool" without a ground-truth label: what gets pseudo-labeled
 
 
 def read_points(store: VectorStore, watch: Stopwatch) -> Points:
-    """Export the store and sort its points into labeled, pool and the rest.
+    """Export the store and sort its points into ground truth, pool and the rest.
 
     Raises:
         StageOrderError: the store is empty.
@@ -91,7 +106,7 @@ def read_points(store: VectorStore, watch: Stopwatch) -> Points:
     labels = np.full(len(exported.ids), NO_LABEL, dtype=np.int64)
     for row, payload in enumerate(exported.payloads):
         label = payload.get("label")
-        if label is None or not payload.get("has_label", True):
+        if label is None or not payload.get("has_label", True) or payload.get("origin") in LATER_ORIGINS:
             continue
         if int(label) not in range(N_CLASSES) or float(label) != int(label):
             raise StoreError(f"point {exported.ids[row]}: payload label {label!r}, expected 0 or 1")
@@ -124,6 +139,7 @@ def batched_query(
     """``store.query_batch`` over ``vectors`` (n, dim), ``batch_size`` queries a call, with a progress bar.
 
     ``with_payload=False`` brings ids and scores only (what a neighbour count needs).
+    ``exact=True`` searches exhaustively (reproducible); HNSW otherwise.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size: got {batch_size}, expected >= 1")
@@ -148,13 +164,15 @@ def query_by_id(
     k: int,
     flt: Filter | None,
     batch_size: int,
+    exact: bool = False,
     desc: str,
     watch: Stopwatch | None = None,
 ) -> tuple[npt.NDArray[np.int64], list[list[Hit]]]:
     """Retrieve the stored points of ``ids`` with their vectors and query with them.
 
     Returns the ids found in the store (in the order given; missing ones are skipped) and
-    each one's ``k`` nearest points matching ``flt``, best first.
+    each one's ``k`` nearest points matching ``flt``, best first. ``exact`` as for
+    :func:`batched_query`.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size: got {batch_size}, expected >= 1")
@@ -171,8 +189,16 @@ def query_by_id(
                 continue
             vectors = np.stack([np.asarray(v, dtype=np.float32) for _, _, v in points])
             with watch.timing():
-                hits.extend(store.query_batch(vectors, k=k, flt=flt))
+                hits.extend(store.query_batch(vectors, k=k, flt=flt, exact=exact))
             found.extend(int(point_id) for point_id, _, _ in points)
     finally:
         progress.close()
     return np.asarray(found, dtype=np.int64), hits
+
+
+def launched_tasks(workdir: Workdir) -> int | None:
+    """Tasks of the crowd campaign launched in ``WORK/crowd`` (``campaign.json``), None when none was."""
+    path = workdir.crowd / "campaign.json"
+    if not path.exists():
+        return None
+    return int(json.loads(path.read_text(encoding="utf-8")).get("tasks", 0))

@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from iris.errors import ColumnError, StageOrderError
+from iris.errors import ColumnError, StageOrderError, WorkdirError
 from iris.vocabulary import ORIGINS, SPLITS, STATUSES, Origin, Split, Status, initial_status
 
 Schema = dict[str, pl.DataType | type[pl.DataType]]
@@ -123,7 +123,7 @@ TASKS: Schema = {"id": pl.Int64, "source": pl.String, "path": pl.String, "priori
 """The crowd campaign's tasks: the shortlist joined to its images."""
 BANS: Schema = {
     "worker": pl.String,
-    "rule": pl.String,  # "fast" | "honeypot" | "majority"
+    "rule": pl.String,  # "fast" | "honeypot" | "majority" | "skill"
     "detail": pl.String,
     "at": pl.Datetime("us", "UTC"),
     "until": pl.Datetime("us", "UTC"),
@@ -168,6 +168,21 @@ PRODUCED_BY = {
     "final_conflicts": "iris propagate",
 }
 
+REDO_STAGE = {
+    "images": "ingest",
+    "rejects": "ingest",
+    "manifest_rows": "ingest",
+    "pseudolabels": "pseudolabel",
+    "member_votes": "pseudolabel",
+    "shortlist": "select",
+    "answers": "crowd",
+    "aggregated": "aggregate",
+    "workers": "aggregate",
+    "final_labels": "propagate",
+    "final_conflicts": "propagate",
+}
+"""The ``iris run`` stage that writes each table: the one to redo when a table is damaged."""
+
 
 def check(frame: pl.DataFrame, schema: Schema, *, where: str) -> pl.DataFrame:
     """Check that ``frame`` has the columns of ``schema`` and cast them to its types.
@@ -197,12 +212,36 @@ def write(frame: pl.DataFrame, path: Path) -> Path:
 
 
 def read(path: Path, schema: Schema | None = None) -> pl.DataFrame:
-    """Read a stage table; a missing one names the command that makes it."""
+    """Read a stage table; a missing one names the command that makes it.
+
+    Raises:
+        StageOrderError: the table does not exist yet.
+        WorkdirError: the file is there but is not a whole parquet file (truncated, empty,
+            overwritten): one line naming it and the ``iris run --redo`` that rewrites it.
+        ColumnError: a column of ``schema`` is missing.
+    """
     if not path.exists():
         maker = PRODUCED_BY.get(path.stem, "the stage that writes it")
         raise StageOrderError(f"{path} does not exist yet; run `{maker}` first")
-    frame = pl.read_parquet(path)
+    try:
+        frame = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as exc:
+        raise damaged(path, exc) from None
     return check(frame, schema, where=str(path)) if schema else frame
+
+
+def damaged(path: Path, exc: BaseException) -> WorkdirError:
+    """The one-line error for a table file that cannot be read (what reading it said, the fix)."""
+    size = path.stat().st_size if path.exists() else 0
+    said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    stage = REDO_STAGE.get(path.stem)
+    fix = f"`iris run --redo {stage}`" if stage else "the stage that writes it"
+    # "Delete it": a stage may read its own earlier output to resume (ingest does), and
+    # would stop again on the damaged file before writing a new one.
+    return WorkdirError(
+        f"{path} is damaged ({size} bytes, not a readable parquet file: {said}); "
+        f"delete it and write it again with {fix}"
+    )
 
 
 __all__ = [

@@ -22,10 +22,10 @@ fi
 PYTHON=${PYTHON:-python3}
 # Installed, importable, and installed from this checkout (not from another clone)?
 here="$(pwd)/iris"
-installed=$(cd / && $PYTHON -c "import iris, toloka.client, pytest, playwright, os; print(os.path.dirname(iris.__file__))" 2>/dev/null || true)
+installed=$(cd / && $PYTHON -c "import iris, toloka.client, ray, pytest, playwright, os; print(os.path.dirname(iris.__file__))" 2>/dev/null || true)
 if [ "$installed" != "$here" ]; then
   echo "installing iris and its Python dependencies (torch 2.14.1 comes from the local cache)"
-  $PYTHON -m pip install -q --disable-pip-version-check -e ".[toloka,dev]"
+  $PYTHON -m pip install -q --disable-pip-version-check -e ".[toloka,ray,dev]"
 fi
 
 # Tools the suite runs on the CI files (tests/unit/test_ci_files.py), kept out of iris's

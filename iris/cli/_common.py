@@ -92,6 +92,25 @@ def backbone_options(func: F) -> F:
     )(func)
 
 
+_COLUMN_FLAGS = (
+    ("--source-column", "source_column", "Column naming the image"),
+    ("--label-column", "label_column", "Ground-truth label column"),
+    ("--positive", "positive", "Label cell value of the positive class"),
+    ("--negative", "negative", "Label cell value of the negative class"),
+)
+
+
+def column_options(func: F) -> F:
+    """``--source-column``, ``--label-column``, ``--positive``, ``--negative``: the ``[task]``
+    settings naming the manifests' columns and label values, shared by ``iris ingest`` and
+    ``iris run``. The command takes them as ``**columns`` and passes them on as the
+    ``task`` overrides (a flag not given is ``None``, which the settings ignore)."""
+    decorated: Any = func
+    for flag, key, text in reversed(_COLUMN_FLAGS):
+        decorated = click.option(flag, key, default=None, help=f"{text} (default [task] {key}).")(decorated)
+    return decorated  # type: ignore[no-any-return]
+
+
 def seed_option(func: F) -> F:
     return click.option("--seed", type=int, default=None, help="Random seed (default from iris.toml).")(func)  # type: ignore[return-value]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from iris.cli._common import CliState, echo_table, json_option, pass_state
+from iris.cli._common import CliState, column_options, echo_table, json_option, pass_state
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -15,10 +15,7 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 @click.option("--ground-truth", "ground_truth", type=_FILE, help="Labeled manifest (TSV, CSV or XLSX).")
 @click.option("--pool", type=_FILE, multiple=True, help="Unlabeled manifest; repeat for several files.")
 @click.option("--test", type=_FILE, help="Test manifest.")
-@click.option("--source-column", help="Column naming the image (default [task] source_column).")
-@click.option("--label-column", help="Ground-truth label column (default [task] label_column).")
-@click.option("--positive", help="Label cell value of the positive class (default [task] positive).")
-@click.option("--negative", help="Label cell value of the negative class (default [task] negative).")
+@column_options
 @click.option("--concurrency", type=int, help="Simultaneous downloads (default [ingest] concurrency).")
 @click.option(
     "--workers", type=int, help="Decoding: 0 = a thread per core, N = N processes (default [ingest] workers)."
@@ -30,13 +27,10 @@ def ingest_command(
     ground_truth: Path | None,
     pool: tuple[Path, ...],
     test: Path | None,
-    source_column: str | None,
-    label_column: str | None,
-    positive: str | None,
-    negative: str | None,
     concurrency: int | None,
     workers: int | None,
     as_json: bool,
+    **columns: str | None,
 ) -> None:
     """Download, validate and deduplicate the images named by the manifests.
 
@@ -48,12 +42,8 @@ def ingest_command(
     manifests = {"ground_truth": ground_truth, "pool": list(pool), "test": test}
     with state.context(
         options={"manifests": manifests},
-        task={
-            "source_column": source_column,
-            "label_column": label_column,
-            "positive": positive,
-            "negative": negative,
-        },
+        quiet=as_json,
+        task=dict(columns),
         ingest={"concurrency": concurrency, "workers": workers},
     ) as ctx:
         report = run(ctx)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from iris.cli._common import CliState, echo_table, pass_state
+from iris.cli._common import CliState, column_options, echo_table, pass_state
 from iris.pipeline import STAGE_NAMES, run_pipeline
 from iris.report.summary import draw_pictures, stage_rows, write_report
 
@@ -21,6 +21,7 @@ _stage = click.Choice(STAGE_NAMES)
 @click.option("--test", type=click.Path(dir_okay=False, path_type=Path), help="Test manifest.")
 @click.option("--until", type=_stage, help="Stop after this stage.")
 @click.option("--redo", type=_stage, multiple=True, help="Run this stage (and the later ones) again.")
+@column_options
 @pass_state
 def run_command(
     state: CliState,
@@ -29,6 +30,7 @@ def run_command(
     test: Path | None,
     until: str | None,
     redo: tuple[str, ...],
+    **columns: str | None,
 ) -> None:
     """Run every stage in order, skipping finished ones and resuming an interrupted one.
 
@@ -42,7 +44,7 @@ def run_command(
             "test": str(test.resolve()) if test else None,
         }
     workdir = state.workdir
-    settings = state.settings()
+    settings = state.settings(task=dict(columns))
     run_state = run_pipeline(workdir, settings, manifests=manifests, until=until, redo=redo)
     draw_pictures(workdir, settings, run_state)
     echo_table(stage_rows(run_state), title="\nstages")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,14 @@ from iris.cli._common import CliState, echo_table, json_option, pass_state
 from iris.cli.store import store_options, store_settings
 from iris.vocabulary import ORIGINS, SPLITS, STATUSES
 
+ID_MAX = 2**63 - 1
+"""Image ids are non-negative 63-bit integers (:mod:`iris.data.ids`)."""
 
-@click.command("similar")
-@click.argument("point_id", metavar="ID", type=int, required=False)
+
+# ignore_unknown_options: "-5" reaches the ID argument and gets a one-line answer, not
+# click's "no such option".
+@click.command("similar", context_settings={"ignore_unknown_options": True})
+@click.argument("point_id", metavar="ID", required=False)
 @click.option(
     "--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Query with this picture."
 )
@@ -52,7 +58,7 @@ from iris.vocabulary import ORIGINS, SPLITS, STATUSES
 @pass_state
 def similar_command(
     state: CliState,
-    point_id: int | None,
+    point_id: str | None,
     image: Path | None,
     k: int,
     splits: tuple[str, ...],
@@ -73,6 +79,7 @@ def similar_command(
 
     if (point_id is None) == (image is None):
         raise InputError("iris similar: give an image ID or --image FILE (one of them)")
+    query_id = None if point_id is None else parse_id(point_id)
     settings = store_settings(state, qdrant_url, api_key, collection)
     vector = None
     if image is not None:
@@ -80,7 +87,7 @@ def similar_command(
     with open_store(state.workdir, settings) as store:
         result = find_similar(
             store,
-            point_id=point_id,
+            point_id=query_id,
             vector=vector,
             k=k,
             flt=similar_filter(splits=splits, statuses=statuses, origins=origins, label=label),
@@ -102,29 +109,59 @@ def similar_command(
         _draw(state, result, rows, image, grid)
     if as_json:
         query: dict[str, Any] = {
-            "id": point_id,
+            "id": query_id,
             "image": str(image) if image else None,
             **result.query_payload,
         }
         click.echo(json.dumps({"query": query, "neighbours": rows}, indent=2))
         return
-    what = f"image {point_id}" if point_id is not None else str(image)
+    what = f"image {query_id}" if query_id is not None else str(image)
     echo_table(rows, title=f"{len(rows)} nearest of {what}")
     if grid is not None:
         click.echo(f"contact sheet: {grid}")
 
 
-def _encode(state: CliState, image: Path) -> Any:
-    from PIL import Image, UnidentifiedImageError
+def parse_id(text: str) -> int:
+    """An image id from the command line: a whole number from 0 to :data:`ID_MAX`.
 
+    Raises:
+        InputError: anything else (``-5``, ``1e23``, ``2**64``), in one line.
+        click.NoSuchOption: an unknown option (``--frobnicate``) that landed here.
+    """
+    from iris.errors import InputError
+
+    cleaned = text.strip()
+    if re.fullmatch(r"[0-9]+", cleaned) and int(cleaned) <= ID_MAX:
+        return int(cleaned)
+    if re.fullmatch(r"--?[A-Za-z].*", cleaned):
+        raise click.NoSuchOption(cleaned)
+    raise InputError(
+        f"iris similar: image id {text!r} is not valid: expected a whole number from 0 to {ID_MAX} "
+        "(the id column of tables/images.parquet)"
+    )
+
+
+def _encode(state: CliState, image: Path) -> Any:
+    """The query vector of a picture file, read and decoded as ingest would (a FIFO, a device,
+    a huge or undecodable file is one line, never a hang or a traceback)."""
+    from iris.data.validate import Limits, Rejected, decode, read_local
     from iris.embed.encoder import load_encoder
     from iris.errors import InputError
 
+    options = state.settings().ingest
+    limits = Limits(
+        max_pixels=options.max_pixels,
+        min_side=options.min_side,
+        max_side=options.max_side,
+        max_bytes=options.max_bytes,
+    )
     try:
-        with Image.open(image) as opened:
-            picture = opened.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InputError(f"{image}: not a readable image ({exc})") from None
+        picture = decode(read_local(str(image), max_bytes=limits.max_bytes), limits=limits)
+    except Rejected as rejected:
+        raise InputError(
+            f"--image {image}: not a usable image ({rejected.reason}: {rejected.detail}); "
+            "expected a picture file that iris ingest would accept"
+        ) from None
     return load_encoder(state.workdir).encode([picture])[0]
 
 

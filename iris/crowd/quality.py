@@ -7,19 +7,28 @@ them all. These are iris's own rules (the self-hosted web labeler applies them).
 grow with the answers before. Toloka counts differently (no pro-rating, rolling windows, its
 majority threshold): the Toloka backend and the simulated crowd use :mod:`iris.crowd.platform`,
 which models Toloka's rules.
+
+The rules: fast pages, honeypot accuracy, agreement with the majority (off by default) and
+skill. The skill rule (:class:`SkillState`) judges a worker by their Dawid-Skene confusion
+matrix rather than by raw agreement: on a shortlist of ambiguous images an honest person
+disagrees with the others often, but their answers still follow the image, which a spammer's
+or a one-answer clicker's do not; the rule bans only when the estimate is surely below
+``min_skill``. Toloka has no such rule: the simulated crowd applies it on top of Toloka's
+(:class:`iris.crowd.backends.simulated.engine.SkillOnTop`).
 """
 
 from __future__ import annotations
 
+import math
 from bisect import insort
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import polars as pl
 
-from iris.crowd.spec import FastRule, HoneypotRule, MajorityRule, QualityRules
+from iris.crowd.spec import FastRule, HoneypotRule, MajorityRule, QualityRules, SkillRule
 from iris.tables import BANS
 
 
@@ -129,6 +138,249 @@ def low_majority_agreement(
     return agr.filter((pl.col("evaluated") >= rule.window) & (pl.col("agreement") < rule.min_agreement))
 
 
+# ---------------------------------------------------------------- skill (Dawid-Skene)
+
+
+SKILL_PRIOR_ANSWERS = 2.0
+"""Pseudo-answers per class, at :data:`SKILL_PRIOR_ACCURACY`, in every worker's confusion
+matrix: a newcomer's votes count as a fair worker's until their own answers say more."""
+SKILL_PRIOR_ACCURACY = 0.7
+SKILL_REFRESH_GROWTH = 1.25
+"""Every vote is re-weighted with the latest skills whenever the answers have grown by this
+factor since the last time (so the re-weighting costs O(answers) in all, amortized)."""
+_CLIP = 1e-3
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@dataclass
+class _Confusion:
+    """One worker's soft counts ``n[true][answer]`` against the others' posterior."""
+
+    n00: float = 0.0
+    n01: float = 0.0
+    n10: float = 0.0
+    n11: float = 0.0
+    evidence: float = 0.0
+    """Sum of (2q − 1)² over the counted answers: what the counts are worth in decided tasks."""
+    answers: int = 0
+    """Answers counted (real tasks that others answered too, and honeypots)."""
+
+    def add(self, q: float, label: int, sign: int) -> None:
+        if label:
+            self.n11 += sign * q
+            self.n01 += sign * (1.0 - q)
+        else:
+            self.n10 += sign * q
+            self.n00 += sign * (1.0 - q)
+        self.evidence += sign * (2.0 * q - 1.0) ** 2
+        self.answers += sign
+
+    def rates(self) -> tuple[float, float]:
+        """Sensitivity and specificity, corrected for the others' uncertainty.
+
+        Scored against a posterior q rather than the truth, a rate comes out pulled towards
+        1/2 by the factor c = mean (2q − 1)² (for a calibrated q); dividing the pull out gives
+        an estimate whatever the images' difficulty. Without this, the votes' weights shrink
+        with the rates and the posteriors with the weights, until nobody's answers say anything.
+        Then both are drawn towards :data:`SKILL_PRIOR_ACCURACY` by
+        :data:`SKILL_PRIOR_ANSWERS` pseudo-answers each.
+        """
+        pos, neg = self.n10 + self.n11, self.n00 + self.n01
+        c = self.evidence / self.answers if self.answers > 0 else 0.0
+        out = []
+        for right, total in ((self.n11, pos), (self.n00, neg)):
+            n_eff = total * c
+            rate = 0.5 + (right / total - 0.5) / c if total > 0 and c > 0 else 0.5
+            rate = (rate * n_eff + SKILL_PRIOR_ANSWERS * SKILL_PRIOR_ACCURACY) / (n_eff + SKILL_PRIOR_ANSWERS)
+            out.append(min(max(rate, _CLIP), 1 - _CLIP))
+        return out[0], out[1]
+
+    def weights(self) -> tuple[float, float]:
+        """Log-likelihood ratio (true 1 against true 0) of this worker answering 0, and 1."""
+        sens, spec = self.rates()
+        return math.log((1 - sens) / spec), math.log(sens / (1 - spec))
+
+    def skill(self) -> float:
+        """Sensitivity + specificity − 1 of the confusion matrix (0 for answers that do not
+        depend on the image, 1 for always right), divided by the posteriors' informativeness
+        c = evidence / answers (see :meth:`rates`); no prior."""
+        pos, neg = self.n10 + self.n11, self.n00 + self.n01
+        if self.evidence <= 0 or pos <= 0 or neg <= 0:
+            return 0.0
+        j = self.n11 / pos + self.n00 / neg - 1.0
+        return j * self.answers / self.evidence
+
+
+class SkillState:
+    """Per-worker Dawid-Skene confusion matrices (two-coin, binary), kept up to date page by page.
+
+    Each answer is scored against the posterior of its task given the *other* workers' answers
+    (leave-one-out, each vote weighted by its worker's confusion matrix, a flat class prior), or
+    against the known label on a honeypot. A worker's skill is the confusion matrix's
+    sensitivity + specificity − 1 (Youden's J) scaled back by how decided the posteriors were
+    (:meth:`_Confusion.skill`): about 0 for random or one-sided answers, however hard the images;
+    an honest worker's is positive even on a shortlist where everyone errs often.
+
+    A new answer re-scores the answers to its task (a few); every vote is re-weighted with the
+    latest skills when the answers have grown by :data:`SKILL_REFRESH_GROWTH`. So a page costs
+    O(its tasks × overlap), amortized.
+    """
+
+    def __init__(self, gold: Mapping[int, int]) -> None:
+        self.gold = dict(gold)
+        self._conf: dict[str, _Confusion] = defaultdict(_Confusion)
+        self._votes: dict[int, dict[str, int]] = defaultdict(dict)
+        """task → worker → label, of the counted (not removed) workers."""
+        self._scored: dict[int, dict[str, float]] = defaultdict(dict)
+        """task → worker → the posterior q their answer is counted against."""
+        self._tasks_of: dict[str, list[int]] = defaultdict(list)
+        self._n_votes = 0
+        self._refresh_at = 16
+
+    def confusion(self, worker: str) -> _Confusion:
+        return self._conf[worker]
+
+    def add_page(
+        self, worker: str, tasks: Sequence[int], labels: Sequence[int], is_honeypot: Sequence[bool]
+    ) -> set[str]:
+        """Count one page; returns the workers whose estimate changed."""
+        changed = {worker}
+        conf = self._conf[worker]
+        for task, label, hp in zip(tasks, labels, is_honeypot, strict=True):
+            task, label = int(task), int(label)
+            if hp:
+                if task in self.gold:
+                    conf.add(float(self.gold[task]), label, +1)
+                continue
+            votes = self._votes[task]
+            if worker in votes:
+                continue  # one answer per worker and task counts
+            votes[worker] = label
+            self._tasks_of[worker].append(task)
+            self._n_votes += 1
+            changed.update(votes)
+            self._rescore(task)
+        if self._n_votes >= self._refresh_at:
+            self._refresh_at = max(math.ceil(self._n_votes * SKILL_REFRESH_GROWTH), self._n_votes + 1)
+            changed |= self.refresh()
+        return changed
+
+    def remove(self, worker: str) -> set[str]:
+        """Stop counting a worker's answers (towards anyone's posterior); returns whom it changed."""
+        changed: set[str] = set()
+        for task in self._tasks_of.pop(worker, []):
+            votes = self._votes[task]
+            if votes.pop(worker, None) is not None:
+                self._n_votes -= 1
+            self._scored[task].pop(worker, None)
+            changed.update(votes)
+            self._rescore(task)
+        self._conf.pop(worker, None)
+        return changed
+
+    def refresh(self) -> set[str]:
+        """Re-score every answer with the current weights (one EM sweep)."""
+        weights = {w: c.weights() for w, c in self._conf.items()}
+        for task in self._votes:
+            self._rescore(task, weights)
+        return set(self._conf)
+
+    def _rescore(self, task: int, weights: Mapping[str, tuple[float, float]] | None = None) -> None:
+        votes = self._votes[task]
+        scored = self._scored[task]
+        w = {
+            u: (weights[u] if weights is not None and u in weights else self._conf[u].weights())
+            for u in votes
+        }
+        total = sum(w[u][label] for u, label in votes.items())
+        for u, label in votes.items():
+            conf = self._conf[u]
+            old = scored.pop(u, None)
+            if old is not None:
+                conf.add(old, label, -1)
+            if len(votes) < 2:
+                continue  # nobody else answered: the task says nothing about u yet
+            q = _sigmoid(total - w[u][label])
+            scored[u] = q
+            conf.add(q, label, +1)
+
+    def judge(self, worker: str, rule: SkillRule) -> tuple[float, float, int] | None:
+        """(skill, its upper bound, answers) when ``rule`` bans this worker now, else None."""
+        conf = self._conf.get(worker)
+        if not rule.on or conf is None or conf.answers < rule.min_answers or conf.evidence <= 0:
+            return None
+        skill = conf.skill()
+        upper = skill + rule.confidence / math.sqrt(conf.evidence)
+        return (skill, upper, conf.answers) if upper < rule.min_skill else None
+
+    def table(self) -> pl.DataFrame:
+        """worker, answers (counted), evidence (sum of (2q − 1)²), skill."""
+        rows = [
+            {
+                "worker": w,
+                "answers": c.answers,
+                "evidence": c.evidence,
+                "skill": c.skill(),
+            }
+            for w, c in sorted(self._conf.items())
+        ]
+        schema = {"worker": pl.String, "answers": pl.Int64, "evidence": pl.Float64, "skill": pl.Float64}
+        return pl.DataFrame(rows, schema=schema)
+
+
+def _pages_in_order(answers: pl.DataFrame) -> pl.DataFrame:
+    """One row per page, in submission order: worker, page, task, label, is_honeypot (lists)."""
+    return (
+        answers.sort("submitted_at", "page", maintain_order=True)
+        .group_by("page", maintain_order=True)
+        .agg(pl.col("worker").first(), pl.col("task"), pl.col("label"), pl.col("is_honeypot"))
+    )
+
+
+def worker_skills(answers: pl.DataFrame, gold: pl.DataFrame, *, ignore: Collection[str] = ()) -> pl.DataFrame:
+    """Each worker's Dawid-Skene skill on these answers (pages replayed in submission order
+    through :class:`SkillState`, then one more sweep), the ``ignore`` workers' answers left out.
+
+    Returns:
+        worker, answers (counted), evidence, skill.
+    """
+    state = SkillState(dict(zip(gold["task"].to_list(), gold["label"].to_list(), strict=True)))
+    for p in _pages_in_order(answers).iter_rows(named=True):
+        if p["worker"] not in ignore:
+            state.add_page(p["worker"], p["task"], p["label"], p["is_honeypot"])
+    state.refresh()
+    return state.table()
+
+
+def low_skill(
+    answers: pl.DataFrame, gold: pl.DataFrame, rule: SkillRule, *, ignore: Collection[str] = ()
+) -> pl.DataFrame:
+    """Workers the skill rule bans on these answers (their estimate from :func:`worker_skills`).
+
+    Returns:
+        worker, answers, evidence, skill — one row per worker caught.
+    """
+    table = worker_skills(answers, gold, ignore=ignore) if rule.on else pl.DataFrame()
+    if not rule.on or table.height == 0:
+        return pl.DataFrame(
+            schema={"worker": pl.String, "answers": pl.Int64, "evidence": pl.Float64, "skill": pl.Float64}
+        )
+    upper = pl.col("skill") + rule.confidence / pl.col("evidence").sqrt()
+    return table.filter(
+        (pl.col("answers") >= rule.min_answers) & (pl.col("evidence") > 0) & (upper < rule.min_skill)
+    )
+
+
+def skill_detail(skill: float, answers: int, rule: SkillRule) -> str:
+    return f"skill {skill:.2f} over {answers} answers, surely < {rule.min_skill:g}"
+
+
 def _fast_detail(page: str, duration: float, threshold: float) -> str:
     return f"page {page} in {duration:.1f}s < {threshold:.3g}s"
 
@@ -157,6 +409,7 @@ class _Bans:
             "fast": self.rules.fast.ban_days,
             "honeypot": self.rules.honeypot.ban_days,
             "majority": self.rules.majority.ban_days,
+            "skill": self.rules.skill.ban_days,
         }[rule]
         self.caught.add(worker)
         self.rows.append(
@@ -184,7 +437,9 @@ def evaluate(
     """Apply every rule; one ban per newly caught worker (the first rule that fires wins).
 
     This re-reads every answer: right for a report on collected answers, quadratic when
-    called after every page. :class:`QualityState` gives the same bans page by page.
+    called after every page. :class:`QualityState` gives the same bans page by page (the skill
+    rule's estimate there is online, see its docstring). The skill rule comes last, on the
+    answers of the workers no other rule caught.
 
     Returns:
         BANS table: worker, rule, detail, at (= ``now``), until.
@@ -199,6 +454,9 @@ def evaluate(
     majority = low_majority_agreement(answers, rules.majority, ignore=already_banned)
     for row in majority.iter_rows(named=True):
         bans.add(row["worker"], "majority", _majority_detail(row["agreed"], row["evaluated"], rules.majority))
+    if rules.skill.on:
+        for row in low_skill(answers, gold, rules.skill, ignore=bans.caught).iter_rows(named=True):
+            bans.add(row["worker"], "skill", skill_detail(row["skill"], row["answers"], rules.skill))
     return bans.frame()
 
 
@@ -241,6 +499,12 @@ class QualityState:
     :func:`evaluate` with ``already_banned``).
 
     A page's answers arrive together (one worker, one ``submitted_at``, one ``duration``).
+
+    The skill rule is the exception to "the same bans as :func:`evaluate`": its estimate is
+    online (each page re-scores its tasks, and every vote is re-weighted now and then,
+    :class:`SkillState`), while :func:`evaluate` replays all the pages and sweeps once more; the
+    two estimates are close, not equal. Its inputs change for the page's worker, everyone who
+    answered one of its tasks, and everyone who shared a task with a worker just banned.
     """
 
     def __init__(self, gold: pl.DataFrame, rules: QualityRules) -> None:
@@ -259,6 +523,9 @@ class QualityState:
         self._new_pages: list[_PageSeen] = []
         self._hp_changed: set[str] = set()
         self._majority_changed: set[str] = set()
+        self.skills: SkillState | None = SkillState(self._gold) if rules.skill.on else None
+        """The skill rule's estimates (None when the rule is off)."""
+        self._skill_changed: set[str] = set()
 
     def add_page(
         self,
@@ -275,6 +542,8 @@ class QualityState:
         if worker in self.banned:
             return  # no rule bans twice, and a banned worker's answers count for nobody's majority
         self._new_pages.append(_PageSeen(worker, page, submitted_at, float(duration), len(tasks)))
+        if self.skills is not None:
+            self._skill_changed |= self.skills.add_page(worker, tasks, labels, is_honeypot)
         for task, label, hp in zip(tasks, labels, is_honeypot, strict=True):
             task, label = int(task), int(label)
             if hp:
@@ -327,9 +596,15 @@ class QualityState:
             agreed, evaluated = self._agreement(worker)
             if evaluated >= m_rule.window and agreed / evaluated < m_rule.min_agreement:
                 bans.add(worker, "majority", _majority_detail(agreed, evaluated, m_rule))
+        if self.skills is not None:
+            for worker in sorted(self._skill_changed - self.banned):
+                verdict = self.skills.judge(worker, rules.skill)
+                if verdict is not None:
+                    bans.add(worker, "skill", skill_detail(verdict[0], verdict[2], rules.skill))
         self._new_pages.clear()
         self._hp_changed.clear()
         self._majority_changed.clear()
+        self._skill_changed.clear()
         for row in bans.rows:
             self._ban(str(row["worker"]))
         return bans.frame()
@@ -360,3 +635,5 @@ class QualityState:
             tally.workers.remove(worker)
             self._majority_changed.update(tally.workers)
         self._honeypots.pop(worker, None)
+        if self.skills is not None:
+            self._skill_changed |= self.skills.remove(worker)

@@ -60,10 +60,36 @@ class MajorityRule:
 
 
 @dataclass(frozen=True)
+class SkillRule:
+    """Ban a worker whose skill, estimated from their Dawid-Skene confusion matrix, is surely
+    below ``min_skill``: once they have ``min_answers`` answers counted, when the skill plus
+    ``confidence`` standard errors is still below it (see :class:`iris.crowd.quality.SkillState`).
+
+    The skill is sensitivity + specificity − 1: about 0 for random or one-sided answers, 1 for
+    always right, positive for an honest worker on however hard a shortlist.
+    """
+
+    min_skill: float
+    """0 turns the rule off."""
+    min_answers: int
+    confidence: float
+    """Standard errors the estimate must be below ``min_skill`` by (one-sided)."""
+    ban_days: int
+
+    @property
+    def on(self) -> bool:
+        return self.min_skill > 0
+
+
+SKILL_OFF = SkillRule(min_skill=0.0, min_answers=0, confidence=0.0, ban_days=0)
+
+
+@dataclass(frozen=True)
 class QualityRules:
     fast: FastRule
     honeypot: HoneypotRule
     majority: MajorityRule
+    skill: SkillRule = SKILL_OFF
     reject_banned: bool = False
     """Banned workers' answers are rejected: not paid for and dropped from the answers."""
     reissue_banned: bool = True
@@ -142,6 +168,12 @@ class CampaignSpec:
                 window=c.majority_window,
                 ban_days=c.ban_days,
                 min_others=max(c.overlap - 1, 1),
+            ),
+            skill=SkillRule(
+                min_skill=c.min_skill,
+                min_answers=c.skill_min_answers,
+                confidence=c.skill_confidence,
+                ban_days=c.ban_days,
             ),
             reject_banned=c.reject_banned,
             reissue_banned=c.reissue_banned,

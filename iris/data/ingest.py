@@ -18,17 +18,25 @@ row, test rows included, to its image id.
 
 Splits not given to a re-run are read again from the manifests the last run recorded in
 ``tables/ingest.json``, so a re-run with only ``--pool`` keeps the ground truth and test.
+
+Refusals: a ground truth with fewer than ``ingest.min_per_class`` images of either class
+(one class only, say) stops the ingest before any fetch, and again after the rejects;
+a failed write (a full disk) stops it with one line naming the file, keeping every image
+already stored for the re-run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import multiprocessing
 import os
+import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +53,7 @@ from iris.data.ids import image_id
 from iris.data.manifest import Manifest, read_manifest
 from iris.data.records import load_ingest_record, record_path
 from iris.data.validate import Limits, Outcome, inspect_saved, process_bytes, process_files
-from iris.errors import InputError
+from iris.errors import InputError, WorkdirError
 from iris.progress import bar
 from iris.workdir import Workdir
 
@@ -54,6 +62,7 @@ SPLIT_NAMES = {"gt": "ground truth", "pool": "pool", "test": "test"}
 JOURNAL_FILE = "ingest_journal.jsonl"
 MANIFEST_ROWS = tables.MANIFEST_ROWS
 _LOCAL_BATCH = 32
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,8 @@ class IngestReport(StageReport):
     """Images already in the work directory from an earlier run."""
     seconds: float
     manifests: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """Lines worth telling the user (a label column found by its ``is_`` prefix)."""
 
     def rows(self) -> list[dict[str, Any]]:
         """Counts per split for a printed table."""
@@ -102,19 +113,52 @@ class _Journal:
     """Append-only record of images already saved (the resume point)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
+        self.path = path
+        with _writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
 
     def add(self, image: int, outcome: Outcome) -> None:
         entry = {"id": image, "width": outcome.width, "height": outcome.height, "sha256": outcome.sha256}
-        self._file.write(json.dumps(entry) + "\n")
+        with _writing(self.path):
+            self._file.write(json.dumps(entry) + "\n")
 
     def flush(self) -> None:
         """Make the entries so far survive a crash (called once per finished batch)."""
-        self._file.flush()
+        with _writing(self.path):
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        with _writing(self.path):
+            self._file.close()
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Name ``path`` in an ``OSError`` raised while writing it (a write on an open file names none)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    except pl.exceptions.PolarsError as exc:
+        # Polars reports a failed write as "... underlying IO error: ... (os error 28)".
+        found = re.search(r"os error (\d+)", str(exc))
+        if found is None:
+            raise
+        code = int(found[1])
+        raise OSError(code, os.strerror(code), str(path)) from exc
+
+
+def _write_failed(exc: OSError) -> WorkdirError:
+    """One line for a failed write; the images stored so far stay for the re-run."""
+    where = exc.filename or "the work directory"
+    problem = "disk full" if exc.errno in _DISK_FULL else "I/O error"
+    return WorkdirError(
+        f"{where}: {problem} ({exc.strerror or exc}); ingest stopped, the images already stored "
+        "are kept: make room and run it again to resume"
+    )
 
 
 def _plan(
@@ -128,6 +172,8 @@ def _plan(
     if record_path(workdir).exists():
         previous = load_ingest_record(workdir).get("splits", {})
     given = {"gt": [ground_truth] if ground_truth else [], "pool": list(pool), "test": [test] if test else []}
+    # Left at its default, the label column may be found by its is_ prefix (is_shirt, ...).
+    detect = task.label_column == TaskSettings().label_column
     manifests: dict[str, list[Manifest]] = {}
     for split in SPLITS:
         if given[split]:
@@ -138,6 +184,7 @@ def _plan(
                     label_column=task.label_column if split == "gt" else None,
                     positive=task.positive,
                     negative=task.negative,
+                    detect_label=detect and split == "gt",
                 )
                 for path in given[split]
             ]
@@ -248,7 +295,46 @@ def _saved_ids(workdir: Workdir) -> set[int]:
 
 
 def _limits(options: IngestSettings) -> Limits:
-    return Limits(max_pixels=options.max_pixels, min_side=options.min_side, max_side=options.max_side)
+    return Limits(
+        max_pixels=options.max_pixels,
+        min_side=options.min_side,
+        max_side=options.max_side,
+        max_bytes=options.max_bytes,
+    )
+
+
+def _check_classes(
+    manifests: list[Manifest],
+    labels: Sequence[int | None],
+    *,
+    least: int,
+    rejected: Counter[str] | None = None,
+) -> None:
+    """Refuse a ground truth with fewer than ``least`` images of either class.
+
+    Args:
+        manifests: the ground-truth manifests (named in the message).
+        labels: one label per distinct ground-truth image.
+        least: ``ingest.min_per_class``.
+        rejected: ground-truth rows rejected per reason, once the images are fetched.
+    """
+    if not manifests:
+        return
+    counts = Counter(labels)
+    positive, negative = counts.get(1, 0), counts.get(0, 0)
+    if min(positive, negative) >= least:
+        return
+    first = manifests[0]
+    files = ", ".join(str(m.path) for m in manifests)
+    after = ""
+    if rejected:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in rejected.most_common())
+        after = f" after rejecting {sum(rejected.values())} row(s) ({reasons})"
+    raise InputError(
+        f"{files}: ground truth has {positive} positive ({first.positive}) and {negative} negative "
+        f"({first.negative}) image(s) in column {first.label_column}{after}; expected at least {least} "
+        "of each class (ingest.min_per_class)"
+    )
 
 
 def _recover(
@@ -329,6 +415,7 @@ async def _process_async(
             ]
             try:
                 for finished in asyncio.as_completed(tasks):
+                    # A decoder problem is a rejected row; an OSError here is a failed write.
                     for item, outcome in await finished:
                         results[item.id] = outcome
                         if outcome.ok:
@@ -347,6 +434,8 @@ async def _process_async(
 
 
 def _write_record(workdir: Workdir, task: TaskSettings, manifests: dict[str, list[Manifest]]) -> None:
+    # The ground truth's own label column (one found by its is_ prefix) shapes the submission.
+    label_column = next((m.label_column for m in manifests["gt"] if m.label_column), task.label_column)
     splits = {}
     for split in SPLITS:
         entries = []
@@ -360,7 +449,7 @@ def _write_record(workdir: Workdir, task: TaskSettings, manifests: dict[str, lis
         "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "task": {
             "source_column": task.source_column,
-            "label_column": task.label_column,
+            "label_column": label_column,
             "positive": task.positive,
             "negative": task.negative,
         },
@@ -368,7 +457,8 @@ def _write_record(workdir: Workdir, task: TaskSettings, manifests: dict[str, lis
     }
     path = record_path(workdir)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    with _writing(tmp):
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -379,6 +469,7 @@ def ingest(
     ground_truth: Path | None,
     pool: Sequence[Path],
     test: Path | None,
+    echo: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Ingest manifests into ``workdir``: the images table, the rejects table, ``ingest.json``.
 
@@ -388,17 +479,40 @@ def ingest(
         ground_truth: labeled manifest (source and label columns).
         pool: unlabeled manifests.
         test: the test manifest.
+        echo: receives the report's notes as they arise (one line each).
 
     Raises:
-        InputError: a manifest is unreadable, a label cell is invalid, or one image carries
-            two labels in the ground truth.
+        InputError: a manifest is unreadable, a label cell is invalid, one image carries
+            two labels in the ground truth, or the ground truth has fewer than
+            ``ingest.min_per_class`` images of a class.
         ColumnError: a manifest lacks the source or label column.
+        WorkdirError: writing an image or a table failed (a full disk); what was stored is kept.
     """
+    try:
+        return _ingest(workdir, settings, ground_truth=ground_truth, pool=pool, test=test, echo=echo)
+    except OSError as exc:
+        raise _write_failed(exc) from None
+
+
+def _ingest(
+    workdir: Workdir,
+    settings: Settings,
+    *,
+    ground_truth: Path | None,
+    pool: Sequence[Path],
+    test: Path | None,
+    echo: Callable[[str], None] | None,
+) -> IngestReport:
     started = time.perf_counter()
     workdir.ensure()
     task = settings.task
     manifests = _plan(workdir, task, ground_truth, pool, test)
+    notes = [note for split in SPLITS for manifest in manifests[split] for note in manifest.notes]
+    for note in notes:
+        (echo or _no_echo)(note)
     items, rejects, manifest_rows = _collect(manifests)
+    least = settings.ingest.min_per_class
+    _check_classes(manifests["gt"], [i.label for i in items.values() if i.split == "gt"], least=least)
     known = _load_known(workdir)
     journal = _Journal(workdir.tables / JOURNAL_FILE)
     try:
@@ -446,11 +560,21 @@ def ingest(
             }
         )
 
+    _check_classes(
+        manifests["gt"],
+        [image["label"] for image in images if image["split"] == "gt"],
+        least=least,
+        rejected=Counter(r["reason"] for r in rejects if r["split"] == "gt"),
+    )
     images_frame = pl.DataFrame(images, schema=tables.IMAGES)
     rejects_frame = pl.DataFrame(rejects, schema=tables.REJECTS)
-    tables.write(images_frame, workdir.table("images"))
-    tables.write(rejects_frame, workdir.table("rejects"))
-    tables.write(pl.DataFrame(manifest_rows, schema=MANIFEST_ROWS), workdir.table("manifest_rows"))
+    for name, frame in (
+        ("images", images_frame),
+        ("rejects", rejects_frame),
+        ("manifest_rows", pl.DataFrame(manifest_rows, schema=MANIFEST_ROWS)),
+    ):
+        with _writing(workdir.table(name)):
+            tables.write(frame, workdir.table(name))
     _write_record(workdir, task, manifests)
     _compact_journal(workdir, images_frame)
 
@@ -464,7 +588,12 @@ def ingest(
         reused=len(items) - len(todo),
         seconds=time.perf_counter() - started,
         manifests={split: [str(m.path) for m in manifests[split]] for split in SPLITS},
+        notes=notes,
     )
+
+
+def _no_echo(_line: str) -> None:
+    """Notes go to the report only."""
 
 
 def _compact_journal(workdir: Workdir, images_frame: pl.DataFrame) -> None:
@@ -474,7 +603,7 @@ def _compact_journal(workdir: Workdir, images_frame: pl.DataFrame) -> None:
         known[image] = (width, height, sha)
     path = workdir.tables / JOURNAL_FILE
     tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with _writing(tmp), tmp.open("w", encoding="utf-8") as handle:
         for image, (width, height, sha) in known.items():
             handle.write(json.dumps({"id": image, "width": width, "height": height, "sha256": sha}) + "\n")
     os.replace(tmp, path)
@@ -490,4 +619,5 @@ def run(ctx: StageContext) -> IngestReport:
         ground_truth=Path(given["ground_truth"]) if given.get("ground_truth") else None,
         pool=[Path(p) for p in given.get("pool") or []],
         test=Path(given["test"]) if given.get("test") else None,
+        echo=ctx.echo,
     )

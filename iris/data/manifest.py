@@ -9,12 +9,21 @@ Whole-file problems raise: :class:`~iris.errors.ColumnError` for a missing colum
 :class:`~iris.errors.InputError` for an unreadable file or a label cell that is neither
 the positive nor the negative value (with ``file:line``). Row-level problems (an empty
 source cell) are left for ingestion to reject.
+
+Text files are decoded by their byte-order mark: UTF-8 (with or without one), UTF-16 LE
+or BE (Excel's "Unicode text"), UTF-32. Lines starting with ``#`` are comments, skipped
+wherever they are (a URL list that opens with one keeps its first URL as a row, not as a
+header); line numbers still count them.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import os
+import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -30,6 +39,15 @@ Format = Literal["tsv", "csv", "xlsx", "list"]
 _XLSX_MAGIC = b"PK\x03\x04"
 _XLS_MAGIC = b"\xd0\xcf\x11\xe0"
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
+# UTF-32 first: its little-endian mark begins with UTF-16's.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,8 @@ class Manifest:
     """Label cell value of the positive class."""
     negative: str = "FALSE"
     """Label cell value of the negative class."""
+    notes: tuple[str, ...] = ()
+    """What reading chose on its own, one line each (a label column found by its prefix)."""
 
     def record(self) -> dict[str, Any]:
         """What ``tables/ingest.json`` keeps about this file."""
@@ -128,13 +148,32 @@ def _looks_like_location(cell: str) -> bool:
     return "://" in text or "/" in text or "\\" in text or text.endswith(_IMAGE_SUFFIXES)
 
 
-def _read_text(path: Path, data: bytes) -> tuple[Literal["tsv", "csv"] | None, list[tuple[int, list[str]]]]:
-    if b"\x00" in data[:8192]:
-        raise InputError(f"{path}: binary file, expected a TSV/CSV/TXT manifest or an XLSX workbook")
+def _decode(path: Path, data: bytes) -> str:
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    if encoding is None and b"\x00" in data[:8192]:
+        raise InputError(
+            f"{path}: binary file, expected a TSV/CSV/TXT manifest (UTF-8, or UTF-16 with a byte-order "
+            "mark) or an XLSX workbook"
+        )
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode(encoding or "utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from None
+        raise InputError(f"{path}: not {encoding or 'UTF-8'} text (bad byte at offset {exc.start})") from None
+
+
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def _read_text(
+    path: Path, data: bytes
+) -> tuple[Literal["tsv", "csv"] | None, list[tuple[int, list[str]]], list[int]]:
+    """The delimiter (None for one source per line), the rows, and the comment lines skipped."""
+    # A comment becomes a blank line (before the CSV reader sees a stray quote in it): skipped
+    # like one, and the line numbers stay true.
+    parts = _LINE_BREAK.split(_decode(path, data))
+    comments = [i // 2 + 1 for i in range(0, len(parts), 2) if _is_comment(parts[i])]
+    text = "".join("" if i % 2 == 0 and _is_comment(part) else part for i, part in enumerate(parts))
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter: Literal["tsv", "csv"] | None
     if "\t" in first:
@@ -145,7 +184,7 @@ def _read_text(path: Path, data: bytes) -> tuple[Literal["tsv", "csv"] | None, l
         delimiter = None
     if delimiter is None:
         # One column: every line is one cell, commas and all.
-        return None, [(number, [line]) for number, line in enumerate(text.splitlines(), start=1)]
+        return None, [(number, [line]) for number, line in enumerate(text.splitlines(), start=1)], comments
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if delimiter == "tsv" else ",")
     try:
         rows = []
@@ -155,7 +194,7 @@ def _read_text(path: Path, data: bytes) -> tuple[Literal["tsv", "csv"] | None, l
             start = reader.line_num + 1
     except csv.Error as exc:
         raise InputError(f"{path}:{reader.line_num}: malformed {delimiter.upper()} ({exc})") from None
-    return delimiter, rows
+    return delimiter, rows, comments
 
 
 def _find(header: list[str], name: str) -> int | None:
@@ -166,6 +205,26 @@ def _find(header: list[str], name: str) -> int | None:
     return folded.index(name.casefold()) if name.casefold() in folded else None
 
 
+def _nonblocking(name: str, flags: int) -> int:
+    return os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _read_regular(path: Path) -> bytes:
+    """A manifest's bytes; a FIFO or a device (``/dev/zero``) is refused before a byte is read."""
+    with open(path, "rb", opener=_nonblocking) as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise InputError(
+                f"{path}: not a regular file (a FIFO, socket or device); expected a manifest file"
+            )
+        return handle.read()
+
+
+def _only_flag_column(header: list[str]) -> int | None:
+    """Index of the header's one ``is_*`` column (``is_shirt``), or None for none or several."""
+    found = [i for i, h in enumerate(header) if clean_source(h).casefold().startswith("is_")]
+    return found[0] if len(found) == 1 else None
+
+
 def read_manifest(
     path: Path,
     *,
@@ -173,6 +232,7 @@ def read_manifest(
     label_column: str | None = None,
     positive: str = "TRUE",
     negative: str = "FALSE",
+    detect_label: bool = False,
 ) -> Manifest:
     """Read a manifest file.
 
@@ -184,31 +244,54 @@ def read_manifest(
             may then also be headerless lists of one source per line.
         positive: label cell value of the positive class.
         negative: label cell value of the negative class.
+        detect_label: when ``label_column`` is absent, use the header's only ``is_*``
+            column instead (noted in :attr:`Manifest.notes`).
 
     Raises:
         InputError: the file is missing, unreadable or empty, or a label cell is invalid.
         ColumnError: a required column is missing (the message lists those found).
     """
     try:
-        data = path.read_bytes()
+        data = _read_regular(path)
     except FileNotFoundError:
         raise InputError(f"{path}: manifest not found") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read manifest ({exc.strerror})") from None
     fmt: Format
+    comments: list[int] = []
     if data.startswith(_XLSX_MAGIC):
         fmt, rows = "xlsx", _read_xlsx(path)
+        comments = [number for number, cells in rows if cells and _is_comment(clean_source(cells[0]))]
     elif data.startswith(_XLS_MAGIC):
         raise InputError(f"{path}: legacy .xls workbook; save it as .xlsx, .csv or .tsv")
     else:
-        delimiter, rows = _read_text(path, data)
+        delimiter, rows, comments = _read_text(path, data)
         fmt = delimiter or "list"
-    rows = [(number, cells) for number, cells in rows if any(clean_source(c) for c in cells)]
+    skipped = set(comments)
+    rows = [
+        (number, cells)
+        for number, cells in rows
+        if number not in skipped and any(clean_source(c) for c in cells)
+    ]
     if not rows:
         raise InputError(f"{path}: empty manifest, expected a header and at least one row")
+    notes: list[str] = []
+    if comments:
+        # Said, not silent: a source that really starts with "#" would be lost here.
+        shown = ", ".join(str(n) for n in comments[:5]) + (", ..." if len(comments) > 5 else "")
+        notes.append(f"{path}: skipped {len(comments)} comment line(s) starting with # (line {shown})")
     header_line, header = rows[0]
     source_index = _find(header, source_column)
     label_index = _find(header, label_column) if label_column else None
+    if label_column and label_index is None and detect_label:
+        label_index = _only_flag_column(header)
+        if label_index is not None:
+            found = clean_source(header[label_index])
+            notes.append(
+                f"{path}: no label column {label_column}; using {found}, its only is_* column "
+                "(--label-column names another)"
+            )
+            label_column = found
     headerless = (
         source_index is None and label_column is None and len(header) == 1 and _looks_like_location(header[0])
     )
@@ -249,4 +332,5 @@ def read_manifest(
         header=not headerless,
         positive=positive,
         negative=negative,
+        notes=tuple(notes),
     )

@@ -16,7 +16,13 @@ too-small          a side shorter than ``ingest.min_side``
 too-large          a side longer than ``ingest.max_side``
 missing-file       a local path that does not exist
 unreadable         a local path that cannot be read
+not-a-file         a local path that is not a regular file (a folder, FIFO, device)
+file-too-large     a local file larger than ``ingest.max_bytes``
 ================== ===========================================================
+
+Whatever a decoder raises (Pillow plugins raise ``NotImplementedError``, ``struct.error``,
+``IndexError`` and more on odd files) rejects that one image as ``corrupt``; only a failure
+to *write* the PNG (a full disk) stops the ingest, as an ``OSError`` naming the file.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +50,8 @@ class Limits:
     max_pixels: int = 50_000_000
     min_side: int = 8
     max_side: int = 10_000
+    max_bytes: int = 100_000_000
+    """Local files larger than this are rejected before they are read."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +116,8 @@ def decode(data: bytes, *, limits: Limits, content_type: str | None = None) -> I
             if _is_html_type(content_type):
                 raise Rejected("html", f"{len(data)} bytes served as {content_type}, not an image") from None
             raise Rejected("not-an-image", f"{len(data)} bytes Pillow cannot identify") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise Rejected("corrupt", str(exc) or type(exc).__name__) from None
+        except Exception as exc:  # any decoder error is this image's problem, not the run's
+            raise Rejected("corrupt", _describe(exc)) from None
         width, height = image.size
         if width * height > limits.max_pixels:
             raise Rejected(
@@ -125,16 +135,24 @@ def decode(data: bytes, *, limits: Limits, content_type: str | None = None) -> I
             image.load()
         except Image.DecompressionBombError as exc:
             raise Rejected("decompression-bomb", str(exc)) from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            message = str(exc) or type(exc).__name__
+        except Exception as exc:  # as above: one odd file never stops the ingest
+            message = _describe(exc)
             lowered = message.lower()
             reason = "truncated" if "truncated" in lowered or "broken data stream" in lowered else "corrupt"
             raise Rejected(reason, message) from None
         rotated: Image.Image = image
         # A damaged EXIF block is no reason to lose the pixels.
-        with contextlib.suppress(OSError, SyntaxError, ValueError, KeyError, TypeError):
+        with contextlib.suppress(Exception):
             rotated = ImageOps.exif_transpose(image)
-        return _to_rgb(rotated)
+        try:
+            return _to_rgb(rotated)
+        except Exception as exc:
+            raise Rejected("corrupt", _describe(exc)) from None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def pixel_hash(image: Image.Image) -> str:
@@ -150,7 +168,13 @@ def save_png(image: Image.Image, out: Path) -> None:
     Not atomic on purpose: ingest's journal, written after this returns, is what marks
     an image done, so a file cut short by a crash is simply made again.
     """
-    image.save(out, "PNG", compress_level=1)
+    try:
+        image.save(out, "PNG", compress_level=1)
+    except OSError as exc:
+        # Name the file (a write on an open file carries none) and leave no partial PNG.
+        with contextlib.suppress(OSError):
+            out.unlink()
+        raise OSError(exc.errno, exc.strerror or str(exc), str(out)) from exc
 
 
 def process_bytes(data: bytes, out: str, limits: Limits, content_type: str | None = None) -> Outcome:
@@ -163,14 +187,53 @@ def process_bytes(data: bytes, out: str, limits: Limits, content_type: str | Non
     return Outcome(ok=True, width=image.width, height=image.height, sha256=pixel_hash(image))
 
 
-def process_file(path: str, out: str, limits: Limits) -> Outcome:
-    """Like :func:`process_bytes` for a local file."""
+def read_local(path: str, *, max_bytes: int) -> bytes:
+    """The bytes of a local image file: a regular file of at most ``max_bytes``.
+
+    The file is opened without blocking and checked before anything is read, so a FIFO,
+    a device such as ``/dev/zero`` or a huge file is refused instead of hanging the ingest
+    or filling memory; at most ``max_bytes + 1`` bytes are read (a file growing meanwhile).
+
+    Raises:
+        Rejected: ``missing-file``, ``not-a-file``, ``file-too-large`` or ``unreadable``.
+    """
     try:
-        data = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        return Outcome(ok=False, reason="missing-file", detail=f"{path} does not exist")
+        raise Rejected("missing-file", f"{path} does not exist") from None
     except OSError as exc:
-        return Outcome(ok=False, reason="unreadable", detail=f"{path}: {exc.strerror or exc}")
+        raise Rejected("unreadable", f"{path}: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "folder" if stat.S_ISDIR(info.st_mode) else "FIFO, socket or device"
+            raise Rejected("not-a-file", f"{path} is a {kind}, expected a regular image file")
+        if info.st_size > max_bytes:
+            raise Rejected("file-too-large", f"{path}: {info.st_size} bytes > ingest.max_bytes = {max_bytes}")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise Rejected("unreadable", f"{path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        raise Rejected("file-too-large", f"{path}: more than ingest.max_bytes = {max_bytes} bytes")
+    return data
+
+
+def process_file(path: str, out: str, limits: Limits) -> Outcome:
+    """Like :func:`process_bytes` for a local file (read with :func:`read_local`)."""
+    try:
+        data = read_local(path, max_bytes=limits.max_bytes)
+    except Rejected as rejected:
+        return Outcome(ok=False, reason=rejected.reason, detail=rejected.detail)
     return process_bytes(data, out, limits)
 
 

@@ -9,7 +9,9 @@ accuracy and parity), and one point per image in the store with payload
 
 Re-running is cheap: the model is rebuilt only when the ``[embed]`` settings that shape
 it or the ground truth changed, and only images without a vector from the current model
-are embedded (an interrupted run resumes where it stopped).
+are embedded (an interrupted run resumes where it stopped). Each finished batch also goes
+to ``models/embed-journal.bin`` (:mod:`iris.embed.journal`) until the store has flushed
+it, so a killed run loses at most the batch it was working on.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from iris.embed.encoder import CHECKPOINT_FILE, META_FILE, ONNX_FILE, Encoder, r
 from iris.embed.export import check_parity, export_onnx
 from iris.embed.finetune import finetune, save_checkpoint
 from iris.embed.images import load_batch
+from iris.embed.journal import JOURNAL_FILE, Journal
 from iris.errors import InputError
 from iris.progress import bar
 from iris.store.base import Filter, Payload, VectorStore
@@ -46,6 +49,8 @@ from iris.workdir import Workdir
 PARITY_IMAGES = 16
 DECODE_WORKERS = 2
 PREFETCH_BATCHES = 3
+FLUSH_EVERY_S = 30.0
+"""How often the store is made durable and the journal emptied (it bounds the journal's size)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ class EmbedReport(StageReport):
     total: int
     """Images in the images table."""
     already_embedded: int
+    """Images that had a vector from this model, in the store or in the journal of a killed run."""
+    recovered: int
+    """Of those, vectors a killed run journaled and the store lost: upserted again, not re-embedded."""
     embedded: int
     seconds: float
     """Wall time of the embedding loop (decode + inference + upsert)."""
@@ -269,20 +277,29 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
     fingerprint = str(meta["fingerprint"])
     trained_ids = frozenset(int(i) for i in meta.get("finetune", {}).get("trained_ids", []))
     done = store.ids(Filter(must={"embedder": fingerprint}))
-    todo = images.filter(~pl.col("id").is_in(list(done)))
+    journal = Journal(workdir.models / JOURNAL_FILE, fingerprint=fingerprint, dim=encoder.dim)
+    recovered = _replay(journal, images, done, store, fingerprint=fingerprint, trained_ids=trained_ids)
+    todo = images.filter(~pl.col("id").is_in(list(done | recovered)))
 
     started = time.perf_counter()
+    journal.start()
+    flushed_at = time.monotonic()
     progress = bar(desc="embed", total=len(todo), unit="img")
     try:
         for chunk, vectors in _vector_batches(workdir, settings, todo, encoder):
             rows = chunk.select("id", "split", "source", "label").to_dicts()
-            store.upsert(
-                chunk["id"].to_numpy().astype(np.int64),
-                vectors,
-                [payload_for(r, fingerprint, trained_ids) for r in rows],
-            )
+            ids = chunk["id"].to_numpy().astype(np.int64)
+            store.upsert(ids, vectors, [payload_for(r, fingerprint, trained_ids) for r in rows])
+            journal.append(ids, vectors)
             progress.update(len(chunk))
+            if time.monotonic() - flushed_at >= FLUSH_EVERY_S:
+                store.flush()
+                journal.clear()
+                flushed_at = time.monotonic()
+        store.flush()
+        journal.remove()
     finally:
+        journal.close()
         progress.close()
     seconds = time.perf_counter() - started
     finetune_meta = meta.get("finetune", {})
@@ -300,12 +317,39 @@ def embed(workdir: Workdir, settings: Settings, store: VectorStore) -> EmbedRepo
         parity_images=int(parity.get("images", 0)),
         total=len(images),
         already_embedded=len(images) - len(todo),
+        recovered=len(recovered),
         embedded=len(todo),
         seconds=seconds,
         images_per_second=len(todo) / seconds if seconds > 0 and len(todo) else 0.0,
         provider=encoder.provider,
         fingerprint=fingerprint,
     )
+
+
+def _replay(
+    journal: Journal,
+    images: pl.DataFrame,
+    done: set[int],
+    store: VectorStore,
+    *,
+    fingerprint: str,
+    trained_ids: frozenset[int],
+) -> set[int]:
+    """Upsert the journaled vectors of a killed run that the store lacks; returns their ids."""
+    ids, vectors = journal.recovered()
+    if not len(ids):
+        return set()
+    rows = images.select("id", "split", "source", "label")
+    by_id = {int(row["id"]): row for row in rows.to_dicts()}
+    # Each id is journaled once: a run embeds only ids missing from both the store and
+    # the journal, and starts its own journal after this replay reached the store.
+    keep = np.array([int(i) not in done and int(i) in by_id for i in ids], dtype=bool)
+    if keep.any():
+        chosen = ids[keep]
+        payloads = [payload_for(by_id[int(i)], fingerprint, trained_ids) for i in chosen]
+        store.upsert(chosen, vectors[keep], payloads)
+        store.flush()
+    return {int(i) for i in ids[keep]}
 
 
 def run(ctx: StageContext) -> EmbedReport:

@@ -131,7 +131,21 @@ def leave_one_out(
         members, confidence, quorum: as for the pool.
         cluster_labels: (m,) held-out cluster labels (:func:`kfold_cluster_labels`), or
             None when clustering is off.
+
+    Labels of fewer than ``n_classes`` classes give no accuracy (``accuracy`` None): every
+    neighbour would vote for the one class, and a perfect score would mean nothing.
     """
+    labels = np.asarray(labels, dtype=np.int64)
+    classes = np.unique(labels)
+    if len(classes) < n_classes:
+        # Neighbours drawn from one class all vote for it: "1.0 accurate" would say nothing.
+        return Estimate(
+            n=len(labels),
+            n_auto=0,
+            accuracy=None,
+            knn_accuracy=None,
+            method=f"none: the {len(labels)} evaluated labels hold {len(classes)} of the {n_classes} classes",
+        )
     votes = ensemble_vote(
         hits,
         members,
@@ -142,7 +156,6 @@ def leave_one_out(
         distance=distance,
     )
     auto_label, _status = consensus(votes.knn_label, cluster_labels)
-    labels = np.asarray(labels, dtype=np.int64)
     auto = auto_label != NO_LABEL
     knn = votes.knn_label != NO_LABEL
     method = "leave-one-out kNN" + (" + k-fold KMeans" if cluster_labels is not None else "")

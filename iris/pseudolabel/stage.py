@@ -20,7 +20,7 @@ import polars as pl
 
 from iris.config import Settings
 from iris.contract import StageContext, StageReport
-from iris.errors import StageOrderError
+from iris.errors import InputError, StageOrderError
 from iris.neighbours import NO_LABEL
 from iris.pseudolabel.consensus import AUTO, consensus
 from iris.pseudolabel.estimate import Estimate, kfold_cluster_labels, leave_one_out
@@ -70,7 +70,8 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
     """Label the unlabeled pool automatically where the ensemble and the clustering agree.
 
     Raises:
-        StageOrderError: the store is empty or holds no labeled point.
+        StageOrderError: the store is empty or holds fewer than two labeled points.
+        InputError: the labeled points are all of one class.
     """
     started = time.perf_counter()
     s = settings.pseudolabel
@@ -85,10 +86,19 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
             "expected at least 2; "
             "ingest a ground-truth manifest and run `iris embed`"
         )
+    labeled_rows = np.flatnonzero(points.labeled)
+    per_class = np.bincount(points.labels[labeled_rows], minlength=N_CLASSES)
+    if (per_class == 0).any():
+        # Every neighbour would vote for the one class: the pool would be "labeled" by it alone
+        # and the leave-one-out estimate would read 1.0.
+        raise InputError(
+            f"the ground truth holds {n_labeled} labeled images: {per_class[0]} of class 0 "
+            f"({settings.task.negative_name}) and {per_class[1]} of class 1 ({settings.task.positive_name}); "
+            "the kNN ensemble needs labeled images of both classes: add some to the ground-truth manifest"
+        )
     distance = store_distance(store)
     vectors = normalise(points.exported.vectors)
     pool_rows = np.flatnonzero(points.pool)
-    labeled_rows = np.flatnonzero(points.labeled)
     k_max = max(m.k for m in members)
 
     # One batched query per image with the largest k serves every member: each member
@@ -197,7 +207,8 @@ def _estimate(
     # k_max + 1: the image itself comes back first and is dropped.
     # Evaluate only labeled images the backbone did not fine-tune on, when the payload says.
     finetuned = np.array([points.exported.payloads[r].get("finetune") == "train" for r in labeled_rows], bool)
-    evaluated = ~finetuned if (~finetuned).sum() >= 2 else np.ones(len(labeled_rows), bool)
+    heldout_classes = np.unique(points.labels[labeled_rows[~finetuned]])
+    evaluated = ~finetuned if len(heldout_classes) == N_CLASSES else np.ones(len(labeled_rows), bool)
     hits = batched_query(
         store,
         vectors[labeled_rows[evaluated]],

@@ -7,12 +7,16 @@ share of the pool is genuinely ambiguous, like T-shirts and shirts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
+from iris import tables
 from iris.store.base import Payload, VectorStore
-from iris.tables import Split, initial_status
+from iris.tables import IMAGES, Split, initial_status
+from iris.workdir import Workdir
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,45 @@ class SyntheticPool:
                 payload["label"] = int(truth)
             out.append(payload)
         return out
+
+    def sources(self) -> list[str]:
+        """One made-up URL per point (what ingest would have read from a manifest)."""
+        return [f"https://synthetic.example/{i}.png" for i in self.ids.tolist()]
+
+    def images(self) -> pl.DataFrame:
+        """The ``images`` table ingest would write: ground truth labeled, the rest not."""
+        labels = [
+            int(t) if s == Split.GT else None
+            for t, s in zip(self.truth.tolist(), self.split.tolist(), strict=True)
+        ]
+        frame = pl.DataFrame(
+            {
+                "id": self.ids,
+                "source": self.sources(),
+                "path": [f"images/{i}.png" for i in self.ids.tolist()],
+                "split": self.split.tolist(),
+                "label": labels,
+                "width": [32] * len(self.ids),
+                "height": [32] * len(self.ids),
+                "sha256": [f"{i:064x}" for i in self.ids.tolist()],
+            },
+            schema=IMAGES,
+        )
+        return frame.sort("id")
+
+    def write_workdir(self, workdir: Workdir, store: VectorStore) -> Path:
+        """A work directory as ingest and embed leave it: the images (and empty rejects) table, the vectors in
+        ``store``, and an answer key (``source,label`` for every point) for the simulated crowd.
+
+        Returns:
+            The answer key's path (``crowd.answer_key``).
+        """
+        tables.write(self.images(), workdir.table("images"))
+        tables.write(pl.DataFrame(schema=tables.REJECTS), workdir.table("rejects"))
+        self.load_into(store)
+        key = workdir.root / "answer_key.csv"
+        pl.DataFrame({"source": self.sources(), "label": self.truth.tolist()}).write_csv(key)
+        return key
 
     def load_into(self, store: VectorStore, *, batch: int = 4096) -> None:
         store.ensure_collection(dim=self.vectors.shape[1], distance="cosine")

@@ -260,6 +260,9 @@ class VectorStore(Protocol):
     def set_payload(self, updates: Mapping[int, Payload]) -> None:
         """Merge the given keys into each point's payload (other keys are kept)."""
 
+    def flush(self) -> None:
+        """Make every write so far survive a killed process (the embedded store batches them)."""
+
     def count(self, flt: Filter | None = None) -> int: ...
 
     def ids(self, flt: Filter | None = None) -> set[int]:

@@ -350,6 +350,9 @@ class ServerStore:
             )
             self._call("upsert", self.client.upsert, self.collection, points=batch, wait=True)
 
+    def flush(self) -> None:
+        """Nothing to do: every write waits for the server (``wait=True``)."""
+
     def set_payload(self, updates: Mapping[int, Payload]) -> None:
         """Merge the given keys into each point's payload (other keys are kept).
 

@@ -73,3 +73,58 @@ def test_select_before_pseudolabel_is_one_line(loaded: Workdir) -> None:
     result = run(loaded, "select")
     assert result.exit_code == 2
     assert "run `iris pseudolabel` first" in result.output
+
+
+@pytest.fixture
+def crowd_ready(workdir: Workdir) -> Workdir:
+    """Ingest and embed done (images table, vectors), a simulated crowd with its answer key."""
+    from dataclasses import replace
+
+    from iris.config import render_toml
+
+    store = open_store(workdir, workdir.settings())
+    pool = clustered_pool(400, dim=16, n_labeled=60, n_test=40, blobs_per_class=3, spread=1.2, seed=5)
+    key = pool.write_workdir(workdir, store)
+    store.close()
+    base = workdir.settings()
+    settings = replace(
+        base,
+        select=replace(base.select, map_points=0),
+        crowd=replace(base.crowd, backend="simulated", training=10, exam=10, answer_key=str(key)),
+    )
+    workdir.config.write_text(render_toml(settings), encoding="utf-8")
+    return workdir
+
+
+def test_select_refuses_to_replace_a_shortlist_the_crowd_was_paid_for(crowd_ready: Workdir) -> None:
+    assert run(crowd_ready, "pseudolabel", "--folds", "0").exit_code == 0
+    # Nothing bought yet: a new budget simply replaces the shortlist.
+    assert run(crowd_ready, "select", "--budget", "40").exit_code == 0
+    sent = pl.read_parquet(crowd_ready.table("shortlist"))
+    assert sent.height == 40
+    launched = run(crowd_ready, "crowd", "launch")
+    assert launched.exit_code == 0, launched.output
+
+    result = run(crowd_ready, "select", "--budget", "7")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("iris: error: ") and lines[0].endswith(
+        "shortlist.parquet: its 40 images were sent to the simulated crowd (4 pages bought, cost 3.20); "
+        "the new selection (7 images) would not match what was paid for. Keep it, or set "
+        "select.replace_sent = true (IRIS_SELECT_REPLACE_SENT=1) and then run "
+        "`iris crowd launch --restart` to start a new campaign on the new shortlist"
+    )
+    assert pl.read_parquet(crowd_ready.table("shortlist")).equals(sent)  # what was paid for is kept
+
+    # The same selection again is no change: a redo on unchanged inputs goes through.
+    assert run(crowd_ready, "select", "--budget", "40").exit_code == 0
+    assert pl.read_parquet(crowd_ready.table("shortlist")).equals(sent)
+
+    replaced = CliRunner().invoke(
+        main,
+        ["--workdir", str(crowd_ready.root), "select", "--budget", "7"],
+        env={"IRIS_SELECT_REPLACE_SENT": "1"},
+    )
+    assert replaced.exit_code == 0, replaced.output
+    assert pl.read_parquet(crowd_ready.table("shortlist")).height == 7

@@ -113,3 +113,23 @@ def test_python_m_iris_run_exits_2_with_the_key(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         f"iris: error: crowd.overlap = 2.9 (from {root / 'iris.toml'}): expected an integer >= 1"
     )
+
+
+def test_a_misspelt_variable_is_warned_once_on_stderr_by_the_real_entry_point(tmp_path: Path) -> None:
+    """Settings that are fine apart from the stray variable: the command goes on (here to its
+    next complaint), and the warning is on stderr exactly once, as one line."""
+    root = init_workdir(tmp_path / "w").root
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "IRIS_CROWD_OVERLP": "5"}
+    done = subprocess.run(
+        [sys.executable, "-m", "iris", "-w", str(root), "run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "iris: warning: IRIS_CROWD_OVERLP is not an iris setting and is ignored; "
+        "the nearest is IRIS_CROWD_OVERLAP (crowd.overlap)",
+        "iris: error: iris run needs manifests: pass --ground-truth, --pool and --test",
+    ]

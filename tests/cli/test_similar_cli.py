@@ -5,6 +5,7 @@ images table, the embedded store holding their pixel vectors, and a tiny real ON
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,59 @@ def test_similar_before_embedding_names_the_stage(workdir: Workdir) -> None:
     code, out = _run(workdir, "12")
     assert code == 2
     assert "run `iris embed` first" in out
+
+
+@pytest.mark.parametrize("text", ["-5", "1e23", "12.0", "0x1f", str(2**63), "99999999999999999999999"])
+def test_a_bad_image_id_is_one_line(digits_workdir, text: str) -> None:
+    workdir, _, _ = digits_workdir
+    code, out = _run(workdir, text)
+    assert (code, out) == (
+        2,
+        f"iris: error: iris similar: image id {text!r} is not valid: expected a whole number from 0 to "
+        f"{2**63 - 1} (the id column of tables/images.parquet)\n",
+    )
+
+
+def test_an_unknown_option_is_still_named_as_one(digits_workdir) -> None:
+    workdir, _, _ = digits_workdir
+    code, out = _run(workdir, "--frobnicate")
+    assert code == 2 and "No such option '--frobnicate'" in out
+
+
+def test_the_largest_id_is_looked_up(digits_workdir) -> None:
+    workdir, _, _ = digits_workdir
+    code, out = _run(workdir, str(2**63 - 1))
+    assert code == 2 and f"no point with id {2**63 - 1}" in out
+
+
+def _odd_file(tmp_path: Path, kind: str) -> Path:
+    if kind == "dev-zero":
+        return Path("/dev/zero")
+    path = tmp_path / f"query.{kind}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dds":  # no pixel format: Pillow's DDS plugin raises NotImplementedError
+        path.write_bytes(b"DDS " + (124).to_bytes(4, "little") + bytes(120))
+    else:
+        Image.new("RGB", (64, 64), (9, 9, 9)).save(path)
+        path.write_bytes(path.read_bytes()[:-30])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("dds", "corrupt: NotImplementedError: Unknown pixel format flags 0"),
+        ("fifo", "not-a-file: {path} is a FIFO, socket or device, expected a regular image file"),
+        ("dev-zero", "not-a-file: {path} is a FIFO, socket or device, expected a regular image file"),
+        ("png", "truncated: "),
+    ],
+)
+def test_an_unusable_query_image_is_one_line(digits_workdir, tmp_path: Path, kind: str, reason: str) -> None:
+    workdir, _, _ = digits_workdir
+    path = _odd_file(tmp_path, kind)
+    code, out = _run(workdir, "--image", str(path))
+    assert code == 2 and out.count("\n") == 1, out
+    prefix = f"iris: error: --image {path}: not a usable image ({reason.format(path=path)}"
+    assert out.startswith(prefix), out
+    assert out.endswith("); expected a picture file that iris ingest would accept\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -131,7 +132,18 @@ def test_the_simulated_crowd_bans_as_the_toloka_model_replayed() -> None:
         },
         schema={"id": pl.Int64, "source": pl.String, "path": pl.String, "split": pl.String, "label": pl.Int8},
     )
-    spec = CampaignSpec.from_settings(Settings())
+    # Every Toloka rule on; the skill rule off (iris applies it on top of Toloka's, so a replay of
+    # Toloka's rules alone would not see its bans).
+    base = Settings()
+    crowd = replace(
+        base.crowd,
+        min_seconds_per_page=20.0,
+        min_honeypot_accuracy=0.6,
+        honeypot_window=5,
+        min_majority_agreement=0.6,
+        min_skill=0.0,
+    )
+    spec = CampaignSpec.from_settings(replace(base, crowd=crowd))
     tasks = images.filter(pl.col("split") == "pool").select("id", "source", "path").with_row_index("priority")
     inputs = CampaignInputs(spec=spec, tasks=tasks, ground_truth=split_ground_truth(images, spec), root=None)  # type: ignore[arg-type]
     truth = {int(i): int(v) for i, v in zip(ids, labels, strict=True)}

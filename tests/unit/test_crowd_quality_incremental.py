@@ -3,7 +3,7 @@ every answer with :func:`iris.crowd.quality.evaluate` does, on random answer str
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from iris.crowd import quality
 from iris.crowd.backends import simulated
 from iris.crowd.backends.base import CampaignInputs
 from iris.crowd.spec import (
+    SKILL_OFF,
     CampaignSpec,
     FastRule,
     HoneypotRule,
@@ -230,7 +231,20 @@ def test_the_simulated_campaign_is_the_same_with_a_full_recheck_per_page(tmp_pat
         },
         schema={"id": pl.Int64, "source": pl.String, "path": pl.String, "split": pl.String, "label": pl.Int8},
     )
+    # The window rules, all on (the skill rule's batch estimate is a different sweep order,
+    # tests/unit/test_crowd_quality_skill.py covers it).
     spec = CampaignSpec.from_settings(Settings())
+    rules = spec.rules
+    spec = replace(
+        spec,
+        rules=replace(
+            rules,
+            fast=replace(rules.fast, min_seconds=20.0),
+            honeypot=replace(rules.honeypot, min_accuracy=0.6, window=5),
+            majority=replace(rules.majority, min_agreement=0.6),
+            skill=SKILL_OFF,
+        ),
+    )
     tasks = images.filter(pl.col("split") == "pool").select("id", "source", "path").with_row_index("priority")
     inputs = CampaignInputs(
         spec=spec, tasks=tasks, ground_truth=split_ground_truth(images, spec), root=tmp_path

@@ -27,6 +27,12 @@ from iris.workdir import Workdir
 SLOW_S = 1.0
 
 
+@pytest.fixture(autouse=True)
+def _small_ground_truth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These fixtures label one to three images per class, under ``ingest.min_per_class``'s default."""
+    monkeypatch.setenv("IRIS_INGEST_MIN_PER_CLASS", "1")
+
+
 def _png(n: int) -> bytes:
     pixels = np.random.default_rng(n).integers(0, 256, (12, 16, 3), dtype=np.uint8)
     buffer = io.BytesIO()

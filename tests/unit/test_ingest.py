@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,14 @@ from iris import tables
 from iris.data.ids import image_id
 from iris.data.ingest import ingest
 from iris.data.records import load_ingest_record, load_manifest_rows
-from iris.errors import ColumnError, InputError, StageOrderError
+from iris.errors import ColumnError, InputError, StageOrderError, WorkdirError
 from iris.workdir import Workdir
+
+
+@pytest.fixture(autouse=True)
+def _small_ground_truth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These fixtures label one to three images per class, under ``ingest.min_per_class``'s default."""
+    monkeypatch.setenv("IRIS_INGEST_MIN_PER_CLASS", "1")
 
 
 def _image(path: Path, seed: int, *, mode: str = "RGB", size: tuple[int, int] = (16, 12)) -> Path:
@@ -234,3 +242,162 @@ def test_process_pool_path(workdir: Workdir, tmp_path: Path) -> None:
     assert report.counts["pool"] == 40
     images = tables.read(workdir.table("images"), tables.IMAGES)
     assert images["sha256"].n_unique() == 40
+
+
+def _gt(tmp_path: Path, labels: list[str], *, column: str = "is_conifer", missing: int = 0) -> Path:
+    """A ground truth of one image per label; the last ``missing`` files are not written."""
+    rows = []
+    for n, label in enumerate(labels):
+        if n < len(labels) - missing:
+            _image(tmp_path / f"g{n}.png", seed=200 + n)
+        rows.append(f"g{n}.png\t{label}")
+    path = tmp_path / "gt.tsv"
+    path.write_text(f"downloadUrl\t{column}\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_one_class_ground_truth_is_refused_before_any_fetch(workdir: Workdir, tmp_path: Path) -> None:
+    gt = _gt(tmp_path, ["TRUE"] * 6)
+    with pytest.raises(InputError) as caught:
+        ingest(workdir, workdir.settings(), ground_truth=gt, pool=[], test=None)
+    assert str(caught.value) == (
+        f"{gt}: ground truth has 6 positive (TRUE) and 0 negative (FALSE) image(s) in column is_conifer; "
+        "expected at least 1 of each class (ingest.min_per_class)"
+    )
+    assert not any(workdir.images.iterdir()), "nothing was fetched"
+
+
+def test_fewer_than_min_per_class_is_refused(workdir: Workdir, tmp_path: Path) -> None:
+    gt = _gt(tmp_path, ["TRUE"] * 7 + ["FALSE"] * 4)
+    settings = workdir.settings(ingest={"min_per_class": 5})
+    with pytest.raises(InputError) as caught:
+        ingest(workdir, settings, ground_truth=gt, pool=[], test=None)
+    assert str(caught.value) == (
+        f"{gt}: ground truth has 7 positive (TRUE) and 4 negative (FALSE) image(s) in column is_conifer; "
+        "expected at least 5 of each class (ingest.min_per_class)"
+    )
+
+
+def test_min_per_class_counts_what_is_left_after_rejects(workdir: Workdir, tmp_path: Path) -> None:
+    gt = _gt(tmp_path, ["TRUE"] * 5 + ["FALSE"] * 5, missing=2)
+    settings = workdir.settings(ingest={"min_per_class": 5})
+    with pytest.raises(InputError) as caught:
+        ingest(workdir, settings, ground_truth=gt, pool=[], test=None)
+    assert str(caught.value) == (
+        f"{gt}: ground truth has 5 positive (TRUE) and 3 negative (FALSE) image(s) in column is_conifer "
+        "after rejecting 2 row(s) (2 missing-file); expected at least 5 of each class (ingest.min_per_class)"
+    )
+    # The 8 images read stay: a re-run that accepts 3 per class reads only the 2 missing again.
+    report = ingest(
+        workdir, workdir.settings(ingest={"min_per_class": 3}), ground_truth=gt, pool=[], test=None
+    )
+    assert (report.processed, report.reused, report.rejects) == (2, 8, {"missing-file": 2})
+
+
+def test_the_default_min_per_class_is_five() -> None:
+    from iris.config import IngestSettings
+
+    assert IngestSettings().min_per_class == 5
+
+
+def test_odd_files_are_rejected_rows_and_ingest_goes_on(workdir: Workdir, tmp_path: Path) -> None:
+    from test_validate import DDS
+
+    _image(tmp_path / "ok.png", seed=1)
+    (tmp_path / "texture.dds").write_bytes(DDS)
+    whole = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(whole[: len(whole) // 2])
+    os.mkfifo(tmp_path / "pipe.png")
+    _image(tmp_path / "big.png", seed=2, size=(200, 200))
+    pool = tmp_path / "pool.txt"
+    pool.write_text("ok.png\ntexture.dds\ncut.png\npipe.png\n/dev/zero\nbig.png\n")
+    settings = workdir.settings(ingest={"max_bytes": 10_000})
+    report = ingest(workdir, settings, ground_truth=None, pool=[pool], test=None)
+    assert report.counts["pool"] == 1
+    rejects = tables.read(workdir.table("rejects"), tables.REJECTS).sort("line")
+    assert rejects.select("line", "reason").rows() == [
+        (2, "corrupt"),
+        (3, "truncated"),
+        (4, "not-a-file"),
+        (5, "not-a-file"),
+        (6, "file-too-large"),
+    ]
+    assert rejects["detail"].to_list()[0] == "NotImplementedError: Unknown pixel format flags 0"
+    size = (tmp_path / "big.png").stat().st_size
+    assert (
+        rejects["detail"].to_list()[-1] == f"{tmp_path / 'big.png'}: {size} bytes > ingest.max_bytes = 10000"
+    )
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG])
+def test_full_disk_while_saving_images_stops_in_one_line_and_resumes(
+    workdir: Workdir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    sources = [f"{n}.png" for n in range(10)]
+    for n, source in enumerate(sources):
+        _image(tmp_path / source, seed=300 + n)
+    pool = tmp_path / "pool.txt"
+    pool.write_text("\n".join(sources) + "\n")
+    real_save = Image.Image.save
+    saved: list[str] = []
+
+    def save(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+        if len(saved) == 4:
+            raise OSError(code, os.strerror(code))
+        saved.append(str(fp))
+        real_save(self, fp, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    with pytest.raises(WorkdirError) as caught:
+        ingest(workdir, workdir.settings(), ground_truth=None, pool=[pool], test=None)
+    assert str(caught.value) == (
+        f"{workdir.images / f'{image_id(sources[4])}.png'}: disk full ({os.strerror(code)}); ingest stopped, "
+        "the images already stored are kept: make room and run it again to resume"
+    )
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    again = ingest(workdir, workdir.settings(), ground_truth=None, pool=[pool], test=None)
+    assert (again.processed, again.reused, again.counts["pool"]) == (6, 4, 10)
+
+
+def test_full_disk_while_writing_a_table_names_it(
+    workdir: Workdir, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = pl.DataFrame.write_parquet
+
+    def to_full_device(self: pl.DataFrame, _path: object, **kwargs: object) -> None:
+        real_write(self, "/dev/full", **kwargs)  # type: ignore[arg-type]  # the kernel's always-full disk
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", to_full_device)
+    with pytest.raises(WorkdirError) as caught:
+        _ingest(workdir, files)
+    assert str(caught.value) == (
+        f"{workdir.table('images')}: disk full (No space left on device); ingest stopped, "
+        "the images already stored are kept: make room and run it again to resume"
+    )
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", real_write)
+    again = _ingest(workdir, files)
+    assert (again.processed, again.reused) == (0, 10)
+
+
+def test_only_is_column_is_the_label_column_when_the_default_is_absent(
+    workdir: Workdir, tmp_path: Path
+) -> None:
+    gt = _gt(tmp_path, ["TRUE", "FALSE", "TRUE"], column="is_shirt")
+    lines: list[str] = []
+    report = ingest(workdir, workdir.settings(), ground_truth=gt, pool=[], test=None, echo=lines.append)
+    note = (
+        f"{gt}: no label column is_conifer; using is_shirt, its only is_* column "
+        "(--label-column names another)"
+    )
+    assert lines == report.notes == [note]
+    assert report.labels == {"positive": 2, "negative": 1}
+    record = load_ingest_record(workdir)
+    assert record["task"]["label_column"] == record["splits"]["gt"][0]["label_column"] == "is_shirt"
+
+
+def test_a_named_label_column_is_not_guessed(workdir: Workdir, tmp_path: Path) -> None:
+    gt = _gt(tmp_path, ["TRUE", "FALSE"], column="is_shirt")
+    with pytest.raises(ColumnError, match="missing column"):
+        ingest(
+            workdir, workdir.settings(task={"label_column": "is_tree"}), ground_truth=gt, pool=[], test=None
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import openpyxl
@@ -176,3 +177,97 @@ def test_clean_source_is_idempotent_and_ids_are_63_bit(text: str) -> None:
     assert cleaned == cleaned.strip()
     assert 0 <= image_id(text) < 2**63
     assert image_id(text) == image_id(cleaned)
+
+
+def test_url_list_opening_with_a_comment_keeps_its_first_url(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "unlabeled.txt",
+        "# exported 2026-12-01, one URL per line\nhttps://e.org/1.jpg\n  # a note\nhttps://e.org/2.jpg\n",
+    )
+    manifest = read_manifest(path, source_column="downloadUrl")
+    assert (manifest.format, manifest.header, manifest.columns) == ("list", False, ())
+    assert [(r.line, r.source) for r in manifest.rows] == [
+        (2, "https://e.org/1.jpg"),
+        (4, "https://e.org/2.jpg"),
+    ]
+    assert manifest.notes == (f"{path}: skipped 2 comment line(s) starting with # (line 1, 3)",)
+
+
+def test_comments_in_a_tsv_are_skipped_and_lines_still_count(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "gt.tsv",
+        '# labels by hand, "draft"\ndownloadUrl\tis_conifer\na.png\tTRUE\n# b.png\tFALSE\nc.png\tFALSE\n',
+    )
+    manifest = read_manifest(path, source_column="downloadUrl", label_column="is_conifer")
+    assert manifest.columns == ("downloadUrl", "is_conifer")
+    assert [(r.line, r.source, r.label) for r in manifest.rows] == [(3, "a.png", 1), (5, "c.png", 0)]
+    assert manifest.notes == (f"{path}: skipped 2 comment line(s) starting with # (line 1, 4)",)
+
+
+def test_comment_rows_in_an_xlsx_are_skipped(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    for row in (["# from the field team"], ["downloadUrl"], ["a.png"], ["#draft"], ["b.png"]):
+        book.active.append(row)
+    book.save(tmp_path / "t.xlsx")
+    manifest = read_manifest(tmp_path / "t.xlsx", source_column="downloadUrl")
+    assert [(r.line, r.source) for r in manifest.rows] == [(3, "a.png"), (5, "b.png")]
+    assert manifest.notes == (
+        f"{tmp_path / 't.xlsx'}: skipped 2 comment line(s) starting with # (line 1, 4)",
+    )
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-8-sig", "utf-32"])
+def test_unicode_text_is_decoded_by_its_byte_order_mark(tmp_path: Path, encoding: str) -> None:
+    text = "downloadUrl\tis_conifer\r\nhttps://e.org/ель.jpg\tTRUE\r\nhttps://e.org/b.jpg\tFALSE\r\n"
+    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+    path = tmp_path / "gt.txt"
+    path.write_bytes(bom + text.encode(encoding))  # Excel's "Unicode text" is UTF-16 LE with a mark
+    manifest = read_manifest(path, source_column="downloadUrl", label_column="is_conifer")
+    assert (manifest.format, manifest.columns) == ("tsv", ("downloadUrl", "is_conifer"))
+    assert [(r.line, r.source, r.label) for r in manifest.rows] == [
+        (2, "https://e.org/ель.jpg", 1),
+        (3, "https://e.org/b.jpg", 0),
+    ]
+
+
+def test_utf16_without_a_mark_is_still_refused_as_binary(tmp_path: Path) -> None:
+    path = tmp_path / "gt.txt"
+    path.write_bytes("downloadUrl\n".encode("utf-16-le"))
+    with pytest.raises(InputError) as caught:
+        read_manifest(path, source_column="downloadUrl")
+    assert str(caught.value) == (
+        f"{path}: binary file, expected a TSV/CSV/TXT manifest (UTF-8, or UTF-16 with a byte-order mark) "
+        "or an XLSX workbook"
+    )
+
+
+def test_label_column_detected_only_when_asked_and_unambiguous(tmp_path: Path) -> None:
+    one = _write(tmp_path / "one.tsv", "downloadUrl\tis_shirt\na.png\tTRUE\n")
+    manifest = read_manifest(one, source_column="downloadUrl", label_column="is_conifer", detect_label=True)
+    assert (manifest.label_column, manifest.rows[0].label) == ("is_shirt", 1)
+    assert manifest.notes == (
+        f"{one}: no label column is_conifer; using is_shirt, its only is_* column "
+        "(--label-column names another)",
+    )
+    with pytest.raises(ColumnError, match="missing column"):
+        read_manifest(one, source_column="downloadUrl", label_column="is_conifer")
+    two = _write(tmp_path / "two.tsv", "downloadUrl\tis_shirt\tis_red\na.png\tTRUE\tFALSE\n")
+    with pytest.raises(ColumnError) as caught:
+        read_manifest(two, source_column="downloadUrl", label_column="is_conifer", detect_label=True)
+    assert str(caught.value).startswith(
+        f"{two}:1: missing column(s) is_conifer; found 'downloadUrl', 'is_shirt'"
+    )
+
+
+def test_a_fifo_or_device_is_refused_as_a_manifest(tmp_path: Path) -> None:
+    fifo = tmp_path / "pool.txt"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(InputError) as caught:
+            read_manifest(path, source_column="downloadUrl")
+        assert str(caught.value) == (
+            f"{path}: not a regular file (a FIFO, socket or device); expected a manifest file"
+        )
+    with pytest.raises(InputError) as caught:
+        read_manifest(tmp_path, source_column="downloadUrl")
+    assert str(caught.value) == f"{tmp_path}: cannot read manifest (Is a directory)"

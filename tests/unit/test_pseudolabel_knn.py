@@ -123,3 +123,17 @@ def test_wilson_interval_matches_the_textbook_value() -> None:
     assert high == pytest.approx(0.8749, abs=1e-4)
     assert wilson_interval(0, 0) is None
     assert wilson_interval(10, 10) == (pytest.approx(0.7225, abs=1e-4), 1.0)
+
+
+def test_leave_one_out_on_labels_of_one_class_reports_no_accuracy() -> None:
+    # Every neighbour votes 1: a "1.0 accurate" estimate would mean nothing.
+    hits = [
+        [Hit(i, 1.0, {"label": 1})] + [Hit(j, 0.9, {"label": 1}) for j in (1, 2, 3) if j != i]
+        for i in (1, 2, 3)
+    ]
+    estimate = leave_one_out(hits, [1, 2, 3], np.array([1, 1, 1]), [Member(2)], confidence=0.6, quorum=1.0)
+    assert estimate.n == 3
+    assert estimate.n_auto == 0
+    assert estimate.accuracy is None and estimate.knn_accuracy is None
+    assert estimate.low is None and estimate.high is None
+    assert estimate.method == "none: the 3 evaluated labels hold 1 of the 2 classes"

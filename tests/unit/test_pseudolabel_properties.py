@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from iris.config import Settings
@@ -44,6 +44,8 @@ def cases(draw: st.DrawFn) -> Case:
         spread=draw(st.floats(0.3, 3.0)),
         seed=draw(st.integers(0, 10_000)),
     )
+    # A ground truth of one class is refused by the stage (tests/unit/test_pseudolabel_stage.py).
+    assume(len(set(pool.truth[pool.split == "gt"].tolist())) == 2)
     members = draw(
         st.lists(
             st.sampled_from(

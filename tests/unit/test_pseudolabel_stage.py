@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from iris.config import Settings
-from iris.errors import ConfigError, StageOrderError
+from iris.errors import ConfigError, InputError, StageOrderError
 from iris.pseudolabel.stage import pseudolabel
 from iris.pseudolabel.synthetic import SyntheticPool, clustered_pool
 from iris.store import open_store
@@ -112,6 +112,37 @@ def test_a_store_without_labels_is_refused(workdir: Workdir) -> None:
             pseudolabel(workdir, workdir.settings(), store)
     finally:
         store.close()
+
+
+def test_a_ground_truth_of_one_class_is_refused_with_the_counts(
+    workdir: Workdir, pool: SyntheticPool
+) -> None:
+    one_class = replace(pool, truth=np.where(pool.split == "gt", 1, pool.truth))
+    store = open_store(workdir, workdir.settings())
+    try:
+        one_class.load_into(store)
+        with pytest.raises(InputError) as raised:
+            pseudolabel(workdir, workdir.settings(), store)
+    finally:
+        store.close()
+    assert str(raised.value) == (
+        "the ground truth holds 60 labeled images: 0 of class 0 (deciduous) and 60 of class 1 (conifer); "
+        "the kNN ensemble needs labeled images of both classes: add some to the ground-truth manifest"
+    )
+    assert not workdir.table("pseudolabels").exists()
+
+
+def test_held_out_labels_of_one_class_are_not_an_estimate_on_their_own(
+    workdir: Workdir, store: VectorStore, pool: SyntheticPool
+) -> None:
+    gt = pool.ids[pool.split == "gt"]
+    truth = dict(zip(pool.ids.tolist(), pool.truth.tolist(), strict=True))
+    # The fine-tune held out only images of class 1: scoring those alone would say nothing.
+    store.set_payload({int(i): {"finetune": "heldout" if truth[int(i)] == 1 else "train"} for i in gt})
+    report = pseudolabel(workdir, settings_for(workdir, estimate_folds=3), store)
+    assert report.estimate_n == 60
+    assert report.estimate_method.endswith("on labels the backbone was tuned on: optimistic")
+    assert report.estimate_accuracy is not None
 
 
 def test_a_member_name_that_does_not_parse_is_a_config_error(workdir: Workdir, store: VectorStore) -> None:

@@ -428,14 +428,41 @@ def _inputs(
     )
 
 
+WINDOW_RULES: dict[str, Any] = {
+    "min_seconds_per_page": 20.0,
+    "min_honeypot_accuracy": 0.6,
+    "honeypot_window": 5,
+    "min_majority_agreement": 0.6,
+    "min_skill": 0.0,
+}
+"""Every Toloka rule on, at the values these tests of Toloka's mechanics were written for (the
+defaults switch the majority rule off and judge by skill, which iris applies, not Toloka)."""
+
+
 def _settings(**crowd: Any) -> Settings:
     base = load_settings(None, environ={})
-    return replace(base, crowd=replace(base.crowd, **crowd))
+    return replace(base, crowd=replace(base.crowd, **(WINDOW_RULES | crowd)))
 
 
 @pytest.fixture
 def settings() -> Settings:
-    return load_settings(None, environ={})
+    return _settings()
+
+
+def test_default_rules_on_toloka_leave_the_majority_vote_out(tmp_path: Path) -> None:
+    """The calibrated defaults: fast 5 s, 5 of the last 10 honeypots, no majority vote."""
+    main = unstructure(build_objects(_inputs(tmp_path, load_settings(None, environ={})), now=NOW).main_pool)
+    configs = main["quality_control"]["configs"]
+    assert [c["collector_config"]["type"] for c in configs] == [
+        "ASSIGNMENT_SUBMIT_TIME",
+        "GOLDEN_SET",
+        "USERS_ASSESSMENT",
+    ]
+    assert configs[0]["collector_config"]["parameters"]["fast_submit_threshold_seconds"] == 5
+    assert configs[1]["rules"][0]["conditions"] == [
+        {"key": "total_answers_count", "operator": "GTE", "value": 10},
+        {"key": "golden_set_correct_answers_rate", "operator": "LT", "value": 50.0},
+    ]
 
 
 def _truth(inputs: CampaignInputs) -> dict[str, bool]:
@@ -1069,7 +1096,7 @@ def test_simulated_and_toloka_agree_on_plan_cost_and_pages_per_worker(tmp_path: 
     # The tight campaign run by the simulated crowd: nobody exceeds the pages Toloka would give,
     # no worker sees a honeypot twice, and the eager ones stop exactly at the limit.
     settings = _settings(pages_per_worker=30, workers=40)
-    inputs = _inputs(tmp_path, settings, n_gt=60, n_tasks=800)
+    inputs = _inputs(tmp_path, settings, n_gt=60, n_tasks=1600)
     truth = {int(i): int(i) % 2 for i in [*inputs.tasks["id"], *inputs.ground_truth["id"]]}
     population = {"workers": 40, "spammers": 0.0, "fast_clickers": 0.0, "pages_per_worker": 30, "seed": 0}
     result = simulate(inputs, truth=truth, difficulty={}, population=population)

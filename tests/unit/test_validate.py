@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
-from iris.data.validate import Limits, decode, pixel_hash, process_bytes, process_file
+from iris.data.validate import Limits, decode, pixel_hash, process_bytes, process_file, read_local
 
 LIMITS = Limits(max_pixels=1_000_000, min_side=8, max_side=2_000)
 
@@ -112,8 +114,83 @@ def test_local_file_outcomes(tmp_path: Path) -> None:
     assert (
         process_file(str(tmp_path / "missing.png"), str(tmp_path / "o.png"), LIMITS).reason == "missing-file"
     )
-    assert process_file(str(tmp_path), str(tmp_path / "o.png"), LIMITS).reason == "unreadable"
+    assert process_file(str(tmp_path), str(tmp_path / "o.png"), LIMITS).reason == "not-a-file"
     good = tmp_path / "good.jpg"
     good.write_bytes(_jpeg())
     outcome = process_file(str(good), str(tmp_path / "o.png"), LIMITS)
     assert outcome.ok and (outcome.width, outcome.height) == (64, 48) and len(outcome.sha256) == 64
+
+
+# A DDS header with no pixel format: Pillow's plugin raises NotImplementedError, not OSError.
+DDS = b"DDS " + (124).to_bytes(4, "little") + bytes(120)
+
+
+def test_dds_file_is_a_corrupt_row_not_a_crash(tmp_path: Path) -> None:
+    outcome = process_bytes(DDS, str(tmp_path / "o.png"), LIMITS)
+    assert (outcome.ok, outcome.reason) == (False, "corrupt")
+    assert outcome.detail == "NotImplementedError: Unknown pixel format flags 0"
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("error", [IndexError("tile out of range"), RuntimeError(), MemoryError("big")])
+@pytest.mark.parametrize("when", ["open", "load"])
+def test_any_decoder_error_rejects_the_image(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: Exception, when: str
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise error
+
+    data = _jpeg()
+    if when == "open":
+        monkeypatch.setattr(Image, "open", broken)
+    else:
+        monkeypatch.setattr(ImageFile.ImageFile, "load", broken)
+    outcome = process_bytes(data, str(tmp_path / "o.png"), LIMITS)
+    expected = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    assert (outcome.ok, outcome.reason, outcome.detail) == (False, "corrupt", expected)
+
+
+def test_only_regular_files_are_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # opened without O_NONBLOCK, reading it would wait for a writer forever
+    outcome = process_file(str(fifo), str(tmp_path / "o.png"), LIMITS)
+    assert (outcome.reason, outcome.detail) == (
+        "not-a-file",
+        f"{fifo} is a FIFO, socket or device, expected a regular image file",
+    )
+    # /dev/zero never ends: it must be refused before a byte is read.
+    assert process_file("/dev/zero", str(tmp_path / "o.png"), LIMITS).reason == "not-a-file"
+    assert process_file(str(tmp_path), str(tmp_path / "o.png"), LIMITS).detail == (
+        f"{tmp_path} is a folder, expected a regular image file"
+    )
+
+
+def test_max_bytes_applies_to_local_files(tmp_path: Path) -> None:
+    big = tmp_path / "big.jpg"
+    big.write_bytes(_jpeg())
+    size = big.stat().st_size
+    limits = Limits(max_pixels=1_000_000, min_side=8, max_side=2_000, max_bytes=size - 1)
+    outcome = process_file(str(big), str(tmp_path / "o.png"), limits)
+    assert (outcome.reason, outcome.detail) == (
+        "file-too-large",
+        f"{big}: {size} bytes > ingest.max_bytes = {size - 1}",
+    )
+    assert read_local(str(big), max_bytes=size) == big.read_bytes()
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EFBIG])
+def test_a_failed_png_write_raises_naming_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, code: int
+) -> None:
+    def full_disk(self: Image.Image, fp: object, *_args: object, **_kwargs: object) -> None:
+        assert isinstance(fp, Path), "only save_png's own write is faked"
+        fp.write_bytes(b"\x89PNG half")
+        raise OSError(code, os.strerror(code))
+
+    data = _jpeg()
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    out = tmp_path / "o.png"
+    with pytest.raises(OSError) as caught:
+        process_bytes(data, str(out), LIMITS)
+    assert (caught.value.errno, caught.value.filename) == (code, str(out))
+    assert not out.exists(), "no half-written PNG is left behind"

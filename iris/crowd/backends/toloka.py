@@ -261,7 +261,7 @@ def build_main_pool(
             "honeypot",
         ),
     ]
-    if platform.majority_rule_usable(spec.overlap):
+    if platform.majority_rule_usable(spec.overlap) and rules.majority.min_agreement > 0:
         triggers.append(
             (
                 # answer_threshold is the number of matching answers that makes a majority
@@ -489,6 +489,13 @@ class TolokaBackend:
             warnings.append(
                 f"overlap {spec.overlap}: a majority would need every answer to match, so the "
                 "majority-vote rule is left out"
+            )
+        if spec.rules.skill.on:
+            # iris.crowd.quality.SkillState; the simulated crowd applies it on top of Toloka's rules.
+            warnings.append(
+                f"crowd.min_skill = {spec.rules.skill.min_skill:g}: Toloka has no skill rule and iris "
+                "does not yet apply it to a Toloka pool, so there only the fast and honeypot rules ban "
+                "(crowd.min_majority_agreement adds Toloka's majority vote)"
             )
         return Plan.of(
             self.name,

@@ -730,7 +730,8 @@ class LabelerDB:
                 ).fetchone()
                 honeypot_can = rules.honeypot.min_accuracy > 0 and hp >= rules.honeypot.window
                 majority_can = rules.majority.min_agreement > 0 and real >= rules.majority.window
-                if not (honeypot_can or majority_can):
+                skill_can = rules.skill.on and hp + real >= rules.skill.min_answers
+                if not (honeypot_can or majority_can or skill_can):
                     return {}
                 answers = self._answers(db, worker=worker)
                 already = {

@@ -18,7 +18,8 @@ cohort arrives (:meth:`~Simulation.arrive`, at most :data:`MAX_COHORTS`).
 :mod:`iris.crowd.platform`, so that a dry run predicts a real campaign: a person never sees a
 honeypot twice and leaves when theirs run out, and bans follow Toloka's quality control
 (:class:`~iris.crowd.platform.TolokaQualityControl`: no pro-rated fast rule, rolling windows,
-Toloka's majority). ``rules="iris"`` runs iris's own rules instead.
+Toloka's majority), with iris's skill rule applied on top (:class:`SkillOnTop`: Toloka has
+no rule like it; iris judges the skills and bans). ``rules="iris"`` runs iris's own rules instead.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from iris.crowd.backends.base import CampaignInputs, tasks_done
 from iris.crowd.backends.simulated.log import PurchaseLog
 from iris.crowd.backends.simulated.population import MAX_COHORTS, VirtualWorker, make_population
 from iris.crowd.pages import assemble_page, pick_honeypots
+from iris.crowd.spec import SkillRule
 from iris.errors import CrowdError
 from iris.progress import bar
 
@@ -130,6 +132,77 @@ class QualityControl(Protocol):
     ) -> Any: ...
 
     def evaluate(self, *, now: datetime) -> pl.DataFrame: ...
+
+
+class SkillOnTop:
+    """A platform's quality control with iris's skill rule (:class:`iris.crowd.quality.SkillState`)
+    applied on top of it: the platform bans by its own rules as pages arrive; iris re-estimates
+    the skills of the workers a page touched and bans those surely below ``rule.min_skill``. A
+    worker banned by either stops counting in anyone's estimate."""
+
+    def __init__(self, inner: Any, gold: Mapping[int, int], rule: SkillRule) -> None:
+        self.inner = inner
+        self.rule = rule
+        self.skills = quality.SkillState(gold)
+        self.banned: set[str] = set()
+        self._changed: set[str] = set()
+
+    def add_history(self, worker: str, right: Sequence[bool]) -> None:
+        add = getattr(self.inner, "add_history", None)
+        if add is not None:
+            add(worker, right)
+
+    def add_page(
+        self,
+        *,
+        worker: str,
+        page: str,
+        tasks: Sequence[int],
+        labels: Sequence[int],
+        is_honeypot: Sequence[bool],
+        submitted_at: datetime,
+        duration: float,
+    ) -> None:
+        self.inner.add_page(
+            worker=worker,
+            page=page,
+            tasks=tasks,
+            labels=labels,
+            is_honeypot=is_honeypot,
+            submitted_at=submitted_at,
+            duration=duration,
+        )
+        if worker not in self.banned:
+            self._changed |= self.skills.add_page(worker, tasks, labels, is_honeypot)
+
+    def evaluate(self, *, now: datetime) -> pl.DataFrame:
+        platform_bans = self.inner.evaluate(now=now)
+        for worker in platform_bans["worker"].to_list():
+            self._ban(worker)
+        rows = []
+        for worker in sorted(self._changed - self.banned):
+            verdict = self.skills.judge(worker, self.rule)
+            if verdict is not None:
+                rows.append(
+                    {
+                        "worker": worker,
+                        "rule": "skill",
+                        "detail": quality.skill_detail(verdict[0], verdict[2], self.rule),
+                        "at": now,
+                        "until": now + timedelta(days=self.rule.ban_days),
+                    }
+                )
+        self._changed = set()
+        for row in rows:
+            self._ban(str(row["worker"]))
+        if not rows:
+            return platform_bans
+        return pl.concat([platform_bans, pl.DataFrame(rows, schema=quality.BANS)])
+
+    def _ban(self, worker: str) -> None:
+        if worker not in self.banned:
+            self.banned.add(worker)
+            self._changed |= self.skills.remove(worker)
 
 
 class TaskQueue:
@@ -492,5 +565,5 @@ def simulate(
         population=population,
         log=log,
         pick_honeypots=platform.unseen_honeypots,
-        quality_control=qc,
+        quality_control=SkillOnTop(qc, qc.gold, spec.rules.skill) if spec.rules.skill.on else qc,
     ).run()
