@@ -491,6 +491,29 @@ class TrainSettings:
 
 
 @dataclass(frozen=True)
+class RoundsSettings:
+    """Crowd rounds (:mod:`iris.rounds`): buy a round, re-label with what it bought, again.
+
+    Shares are of the pool. Defaults chosen by ``benchmarks/bench_labeling.py`` (issue 10).
+    """
+
+    strategy: Literal["iris", "seed", "random", "least-certain", "whole-pool", "none"] = "iris"
+    """What a round buys (:data:`iris.rounds.strategies.STRATEGIES`)."""
+    round_size: Annotated[float, between(0, 1, "right")] = 0.03
+    """Images one round buys by its strategy, as a share of the pool (audit not included)."""
+    audit_share: Share = 0.01
+    """Images each round also buys uniformly among those that stay automatic (the audit)."""
+    budget: Annotated[float, between(0, 1, "right")] = 0.25
+    """Images all rounds may buy together, audits included, as a share of the pool."""
+    target: Annotated[float, between(0, 1, "right")] = 0.95
+    """Stop once the expected share of right final labels (automatic ones at the audit's
+    lower bound) reaches this."""
+    max_rounds: Positive = 6
+    """Rounds at most."""
+    seed: Seed = 0
+
+
+@dataclass(frozen=True)
 class Settings:
     task: TaskSettings = field(default_factory=TaskSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -502,6 +525,7 @@ class Settings:
     aggregate: AggregateSettings = field(default_factory=AggregateSettings)
     propagate: PropagateSettings = field(default_factory=PropagateSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
+    rounds: RoundsSettings = field(default_factory=RoundsSettings)
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in fields(Settings))

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 import polars as pl
 
 from iris.config import Settings
@@ -34,12 +33,12 @@ from iris.contract import StageContext, StageReport
 from iris.errors import StageOrderError
 from iris.pseudolabel.consensus import AUTO, PROBLEMATIC
 from iris.pseudolabel.kmeans import normalise
+from iris.shortlist import NEIGHBOUR, build_shortlist, count_problematic_neighbours
 from iris.stagekit import CLUSTERED_SPLITS, HITS_CHUNK, Stopwatch, batched_query, read_points
-from iris.store.base import Filter, Hit, Payload, VectorStore
-from iris.tables import PSEUDOLABELS, SHORTLIST, Status, check, read, write
+from iris.store.base import Filter, Payload, VectorStore
+from iris.tables import PSEUDOLABELS, read, write
 from iris.workdir import Workdir
 
-NEIGHBOUR = Status.NEIGHBOUR.value
 NEIGHBOURHOOD = Filter(must={"split": list(CLUSTERED_SPLITS)})
 
 
@@ -59,62 +58,6 @@ class SelectReport(StageReport):
     neighbour_fraction: float = 0.0
     shortlist_fraction: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def count_problematic_neighbours(
-    hits: list[list[Hit]], ids: npt.NDArray[np.int64], problematic: set[int], *, k: int
-) -> npt.NDArray[np.int32]:
-    """How many of each image's ``k`` nearest (itself excluded) are problematic.
-
-    Args:
-        hits: per image, at least ``k + 1`` nearest points, best first.
-        ids: (n,) the images' ids, in the order of ``hits``.
-        problematic: ids of problematic images.
-    """
-    counts = np.zeros(len(ids), dtype=np.int32)
-    for row, (own, row_hits) in enumerate(zip(ids.tolist(), hits, strict=True)):
-        neighbours = [h.id for h in row_hits if h.id != own][:k]
-        counts[row] = sum(1 for n in neighbours if n in problematic)
-    return counts
-
-
-def build_shortlist(
-    pseudolabels: pl.DataFrame, problematic_neighbours: npt.NDArray[np.int32], *, budget: int = 0
-) -> tuple[pl.DataFrame, int]:
-    """Order problematic images and their neighbours by priority and apply the budget.
-
-    Args:
-        pseudolabels: ``PSEUDOLABELS`` rows of the pool (id, status, knn_share, ...).
-        problematic_neighbours: (n,) per row, problematic images among its nearest.
-        budget: keep at most this many (0 = all).
-
-    Returns:
-        The ``SHORTLIST`` table, priority 0 first, and how many the budget cut.
-    """
-    frame = pseudolabels.select("id", "status", "knn_share").with_columns(
-        pl.Series("problematic_neighbours", problematic_neighbours, dtype=pl.Int32)
-    )
-    candidates = frame.filter(
-        (pl.col("status") == PROBLEMATIC) | (pl.col("problematic_neighbours") > 0)
-    ).with_columns(
-        pl.when(pl.col("status") == PROBLEMATIC)
-        .then(pl.lit(PROBLEMATIC))
-        .otherwise(pl.lit(NEIGHBOUR))
-        .alias("reason")
-    )
-    ordered = candidates.sort(
-        [pl.col("reason") != PROBLEMATIC, "problematic_neighbours", "knn_share", "id"],
-        descending=[False, True, False, False],
-        nulls_last=True,
-    )
-    cut = 0
-    if budget and ordered.height > budget:
-        cut = ordered.height - budget
-        ordered = ordered.head(budget)
-    shortlist = ordered.with_row_index("priority").select(
-        "id", "reason", "problematic_neighbours", pl.col("priority").cast(pl.Int32)
-    )
-    return check(shortlist, SHORTLIST, where="shortlist"), cut
 
 
 def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectReport:
@@ -206,5 +149,6 @@ __all__ = [
     "PROBLEMATIC",
     "SelectReport",
     "build_shortlist",
+    "count_problematic_neighbours",
     "select",
 ]

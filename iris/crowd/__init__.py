@@ -4,6 +4,8 @@
   the ground truth into training, exam and honeypots;
 * :mod:`iris.crowd.pages` — pages of real tasks plus honeypots;
 * :mod:`iris.crowd.quality` — the quality-control rules as pure functions over answers;
+* :mod:`iris.crowd.difficulty` — how hard each image is for simulated people (a cross-fitted
+  pixel model of the answer key, never iris's own doubt);
 * :mod:`iris.crowd.instructions` — the workers' instructions from an HTML template;
 * :mod:`iris.crowd.backends` — the backend interface and registry: ``simulated``, ``toloka``,
   ``web``;

@@ -29,7 +29,9 @@ from iris.crowd.backends.simulated.engine import (
 from iris.crowd.backends.simulated.log import PurchaseLog
 from iris.crowd.backends.simulated.population import MAX_COHORTS, Kind, VirtualWorker, make_population
 from iris.crowd.backends.simulated.truth import (
-    AMBIGUITY_TO_DIFFICULTY,
+    DIFFICULTY,
+    drawn_difficulty,
+    fit_difficulty,
     load_difficulty,
     load_truth,
     match_truth,
@@ -38,7 +40,7 @@ from iris.crowd.backends.simulated.truth import (
 )
 
 __all__ = [
-    "AMBIGUITY_TO_DIFFICULTY",
+    "DIFFICULTY",
     "EPOCH",
     "MAX_COHORTS",
     "HoneypotPicker",
@@ -50,6 +52,8 @@ __all__ = [
     "TaskQueue",
     "VirtualWorker",
     "WorkerState",
+    "drawn_difficulty",
+    "fit_difficulty",
     "least_seen_honeypots",
     "load_difficulty",
     "load_truth",

@@ -26,6 +26,11 @@ class SimulatedBackend:
     def log_path(self) -> Path:
         return self.state_dir / "pages.jsonl"
 
+    @property
+    def difficulty_path(self) -> Path:
+        """The people's per-image difficulty, fitted once on the answer key (see ``truth``)."""
+        return self.state_dir / "difficulty.parquet"
+
     def _population(self) -> dict[str, float | int]:
         c = self.settings.crowd
         return {
@@ -60,7 +65,9 @@ class SimulatedBackend:
     def run(self, inputs: CampaignInputs) -> SimulationResult:
         truth = load_truth(inputs, self.settings)
         ids = [*inputs.tasks["id"].to_list(), *inputs.ground_truth["id"].to_list()]
-        difficulty = load_difficulty(inputs, ids, seed=self.settings.crowd.seed)
+        difficulty = load_difficulty(
+            inputs, ids, seed=self.settings.crowd.seed, settings=self.settings, cache=self.difficulty_path
+        )
         return simulate(
             inputs,
             truth=truth,
