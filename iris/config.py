@@ -495,6 +495,8 @@ class RoundsSettings:
     """Crowd rounds (:mod:`iris.rounds`): buy a round, re-label with what it bought, again.
 
     Shares are of the pool. Defaults chosen by ``benchmarks/bench_labeling.py`` (issue 10).
+    Not a section of :class:`Settings` (nor of ``iris.toml``) yet: ``iris run`` has no rounds
+    loop, and a setting it would silently ignore is worse than none. The benchmark runs them.
     """
 
     strategy: Literal["iris", "seed", "random", "least-certain", "whole-pool", "none"] = "iris"
@@ -525,7 +527,6 @@ class Settings:
     aggregate: AggregateSettings = field(default_factory=AggregateSettings)
     propagate: PropagateSettings = field(default_factory=PropagateSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
-    rounds: RoundsSettings = field(default_factory=RoundsSettings)
 
 
 SECTIONS: tuple[str, ...] = tuple(f.name for f in fields(Settings))

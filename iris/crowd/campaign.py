@@ -107,7 +107,13 @@ class _Unit:
     page_prefix: str
 
 
-def _units(workdir: Workdir, settings: Settings, state: dict[str, Any]) -> list[_Unit]:
+def _units(
+    workdir: Workdir, settings: Settings, state: dict[str, Any], *, first: Backend | None = None
+) -> list[_Unit]:
+    """One backend and its inputs per round (one for all rounds where the backend grows its
+    queue in place). ``first``: the backend of round 0 to use, e.g. the one that has just
+    retired the campaign launched before (Toloka then starts a new run instead of refusing
+    to resume the archived one)."""
     gt = _frozen_gt(workdir)
     n = _n_rounds(workdir, state)
     if gt is None or n == 0:
@@ -117,10 +123,12 @@ def _units(workdir: Workdir, settings: Settings, state: dict[str, Any]) -> list[
     rounds = [_round_tasks(workdir, i) for i in range(n)]
     if name in GROWS_IN_PLACE:
         tasks = pl.concat(rounds)
-        return [_Unit(_backend(workdir, settings), CampaignInputs(spec, tasks, gt, workdir.root), "")]
+        backend = first or _backend(workdir, settings)
+        return [_Unit(backend, CampaignInputs(spec, tasks, gt, workdir.root), "")]
     return [
         _Unit(
-            create_backend(name, settings=settings, state_dir=_round_path(workdir, i) / name),
+            (first if i == 0 and first is not None else None)
+            or create_backend(name, settings=settings, state_dir=_round_path(workdir, i) / name),
             CampaignInputs(spec, tasks, gt, workdir.root),
             "" if i == 0 else f"r{i}/",
         )
@@ -241,7 +249,7 @@ def launch(workdir: Workdir, settings: Settings, *, restart: bool = False) -> Ca
     else:
         state = _check_same_campaign(workdir, settings, state)
         state = _add_round(workdir, settings, state, fresh)
-    units = _units(workdir, settings, state)
+    units = _units(workdir, settings, state, first=backend if restart else None)
     statuses = [unit.backend.launch(unit.inputs) for unit in units]
     return _combine(statuses, settings.crowd.backend)
 

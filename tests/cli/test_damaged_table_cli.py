@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from iris.cli import main
 from iris.workdir import init_workdir
+
+
+@pytest.fixture(autouse=True)
+def _one_per_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This ground truth holds one image of each class; ingest's minimum is five by default."""
+    monkeypatch.setenv("IRIS_INGEST_MIN_PER_CLASS", "1")
 
 
 def ingested_workdir(tmp_path: Path) -> Path:

@@ -25,7 +25,6 @@ BAD = [
     ("aggregate", 'method = "dawid-skene"', 'method = "dawid_skene"', "aggregate.method"),
     ("propagate", "folds = 5", "folds = 1", "propagate.folds"),
     ("train", 'schedule = "noam"', 'schedule = "linear"', "train.schedule"),
-    ("rounds", "max_rounds = 6", "max_rounds = 0", "rounds.max_rounds"),
 ]
 
 

@@ -333,7 +333,6 @@ BAD_VALUE_PER_SECTION = [
         'propagate.weightings = ["gaussian"] (from iris.toml): item "gaussian": expected one of',
     ),
     ("train", "val_fraction = 1.0", "train.val_fraction = 1.0 (from iris.toml): expected a number in [0, 1)"),
-    ("rounds", "round_size = 0.0", "rounds.round_size = 0.0 (from iris.toml): expected a number in (0, 1]"),
 ]
 
 
