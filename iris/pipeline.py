@@ -151,7 +151,24 @@ def plan_pipeline(
         StageOrderError: ingest has not run and no manifests were ever given.
     """
     state = RunState(workdir)
-    given = _given(workdir, state, manifests)
+    steps, _ = _plan(workdir, settings, state, _given(workdir, state, manifests), until=until, redo=redo)
+    return steps
+
+
+def _plan(
+    workdir: Workdir,
+    settings: Settings,
+    state: RunState,
+    given: dict[str, Any] | None,
+    *,
+    until: str | None,
+    redo: Sequence[str],
+) -> tuple[list[Step], dict[str, list[str]]]:
+    """The plan (:func:`iris.runplan.plan_run`) and the manifests ingest would read, by split.
+
+    Raises:
+        StageOrderError: ingest is to run but has no manifests to read.
+    """
     read = ingest_manifests(workdir, given)
     steps = plan_run(
         STAGE_NAMES,
@@ -161,7 +178,7 @@ def plan_pipeline(
         until=until,
     )
     _require_manifests(steps, read)
-    return steps
+    return steps, read
 
 
 def _given(workdir: Workdir, state: RunState, manifests: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -207,15 +224,7 @@ def run_pipeline(
     if manifests and given:
         state.data["manifests"] = given
         state.save()
-    read = ingest_manifests(workdir, given)
-    steps = plan_run(
-        STAGE_NAMES,
-        state.data["stages"],
-        lambda name: fingerprint(name, workdir, settings, read),
-        redo=redo,
-        until=until,
-    )
-    _require_manifests(steps, read)
+    steps, read = _plan(workdir, settings, state, given, until=until, redo=redo)
     line = rerun_line(steps, state.data["stages"])
     if line:
         echo(line)
