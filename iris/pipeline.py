@@ -249,10 +249,8 @@ def run_pipeline(
     with StageContext(workdir, settings, echo=echo, options=options) as ctx:
         for stage in STAGES:
             if stage.name in to_run:
-                if stage.name == to_run[0] and stage.name in STORE_LABEL_READERS:
-                    _restore_store_labels(ctx, echo)
                 echo(f"[{stage.name}] {stage.doc}")
-                inputs = fingerprint(stage.name, workdir, settings, ingest_manifests(workdir, given))
+                inputs = fingerprint(stage.name, workdir, settings, read)
                 start = time.perf_counter()
                 report = stage.run(ctx)
                 state.finish(stage.name, report.as_dict(), time.perf_counter() - start, inputs=inputs)
@@ -262,16 +260,3 @@ def run_pipeline(
             if stage.name == until:
                 break
     return state
-
-
-STORE_LABEL_READERS = frozenset({"pseudolabel", "select"})
-"""Stages that read the store's labels as embed left them (the ground truth): when one of
-them is the first to re-run, the labels a later stage (propagate) put there are undone."""
-
-
-def _restore_store_labels(ctx: StageContext, echo: Echo) -> None:
-    from iris.embed.stage import restore_labels
-
-    restored = restore_labels(ctx.workdir, ctx.store)
-    if restored:
-        echo(f"[embed] {restored} point label(s) in the store put back to the images table")

@@ -362,6 +362,8 @@ def _write_changes(store: VectorStore, updates: dict[int, Payload]) -> int:
     """Write the updates that change a point's payload (a key set to None matches a key
     absent); returns how many points changed. A payload write re-indexes its point, so a
     resumed run that changes nothing writes nothing."""
+    if not updates:  # a first embed: nothing stored before it, nothing to compare
+        return 0
     current: dict[int, Payload] = {}
     for part in store.scroll(with_vectors=False):
         current.update(zip((int(i) for i in part.ids), part.payloads, strict=True))
@@ -396,27 +398,6 @@ def _refresh_payloads(
         for r in rows
     }
     _write_changes(store, {**updates, **_gone(store, images)})
-
-
-def restore_labels(workdir: Workdir, store: VectorStore) -> int:
-    """Put every stored point's label back to the images table's, undoing the labels a later
-    stage (propagate) wrote: what pseudolabel and select read. Returns the points changed.
-
-    Raises:
-        StageOrderError: no images table yet.
-    """
-    images = tables.read(workdir.table("images"), tables.IMAGES)
-    updates: dict[int, Payload] = {
-        int(image_id): {
-            "label": None if label is None else int(label),
-            "has_label": label is not None,
-            "origin": None,
-        }
-        for image_id, label in images.select("id", "label").iter_rows()
-    }
-    stored = store.ids()
-    updates = {i: u for i, u in updates.items() if i in stored}
-    return _write_changes(store, {**updates, **_gone(store, images)})
 
 
 def run(ctx: StageContext) -> EmbedReport:
