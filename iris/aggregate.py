@@ -7,15 +7,15 @@ campaign state in ``WORK/crowd`` (:mod:`iris.crowd.campaign`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import cast
 
 import polars as pl
 
 from iris import tables
-from iris.config import Settings
+from iris.config import AggregateMethod, Settings
 from iris.contract import StageContext, StageReport
-from iris.crowd.aggregation import aggregate
-from iris.crowd.campaign import read_bans, read_gold
+from iris.crowd.campaign import aggregate_collected
 from iris.stagekit import launched_tasks
 from iris.workdir import Workdir
 
@@ -63,13 +63,13 @@ def aggregate_workdir(workdir: Workdir, settings: Settings, *, method: str | Non
             workers=0,
             banned=0,
         )
-    result = aggregate(
+    result = aggregate_collected(
+        workdir,
+        # An unknown method is refused by the aggregator with one line (ConfigError).
+        settings
+        if method is None
+        else replace(settings, aggregate=replace(settings.aggregate, method=cast("AggregateMethod", name))),
         answers,
-        method=name,
-        gold=read_gold(workdir),
-        banned=read_bans(workdir)["worker"].to_list(),
-        use_honeypots=settings.aggregate.use_honeypots,
-        n_iter=settings.aggregate.n_iter,
     )
     tables.write(result.tasks, workdir.table("aggregated"))
     tables.write(result.workers, workdir.table("workers"))

@@ -492,15 +492,19 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class RoundsSettings:
-    """Crowd rounds (:mod:`iris.rounds`): buy a round, re-label with what it bought, again.
+    """Crowd rounds (:mod:`iris.rounds.loop`): buy a round, re-label with what it bought, again.
 
     Shares are of the pool. Defaults chosen by ``benchmarks/bench_labeling.py`` (issue 10).
-    Not a section of :class:`Settings` (nor of ``iris.toml``) yet: ``iris run`` has no rounds
-    loop, and a setting it would silently ignore is worse than none. The benchmark runs them.
+    ``strategy = "seed"`` is the seed's method: one campaign on the select stage's shortlist
+    (problematic images and their neighbours), no loop, no audit.
     """
 
     strategy: Literal["iris", "seed", "random", "least-certain", "whole-pool", "none"] = "iris"
-    """What a round buys (:data:`iris.rounds.strategies.STRATEGIES`)."""
+    """What a round buys (:data:`iris.rounds.strategies.STRATEGIES`); ``seed``: no rounds."""
+    labeler: Literal["knn", "knn+probe"] = "knn+probe"
+    """The automatic labels rounds pick by and the unbought images keep
+    (:mod:`iris.rounds.labeler`): the kNN ensemble over every label known so far, alone or
+    averaged with a logistic regression on the embeddings."""
     round_size: Annotated[float, between(0, 1, "right")] = 0.03
     """Images one round buys by its strategy, as a share of the pool (audit not included)."""
     audit_share: Share = 0.01
@@ -514,6 +518,11 @@ class RoundsSettings:
     """Rounds at most."""
     seed: Seed = 0
 
+    @property
+    def loop(self) -> bool:
+        """True when the crowd stage buys in rounds (every strategy but the seed's)."""
+        return self.strategy != "seed"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -524,6 +533,7 @@ class Settings:
     pseudolabel: PseudolabelSettings = field(default_factory=PseudolabelSettings)
     select: SelectSettings = field(default_factory=SelectSettings)
     crowd: CrowdSettings = field(default_factory=CrowdSettings)
+    rounds: RoundsSettings = field(default_factory=RoundsSettings)
     aggregate: AggregateSettings = field(default_factory=AggregateSettings)
     propagate: PropagateSettings = field(default_factory=PropagateSettings)
     train: TrainSettings = field(default_factory=TrainSettings)

@@ -1,8 +1,10 @@
 """The final dataset: ground truth, crowd labels and automatic labels in one table.
 
 Precedence, highest first: ground truth (origin ``gt``, confidence 1.0), aggregated crowd
-labels (``crowd``, the aggregator's confidence), automatic pseudo-labels (``auto``,
-confidence = the ensemble's ``knn_share``). A lower source never overwrites a higher one;
+labels (``crowd``, the aggregator's confidence), automatic labels (``auto``): those of the
+crowd rounds' labeler (``round_labels``, confidence = the probability of the label it
+gives, ``(1 + certainty) / 2``) when the crowd ran in rounds, else the pseudo-labels
+(confidence = the ensemble's ``knn_share``). A lower source never overwrites a higher one;
 where they disagree the disagreement is reported as a conflict. Test images never get a
 final label.
 
@@ -16,7 +18,17 @@ from dataclasses import dataclass
 import polars as pl
 
 from iris import tables
-from iris.tables import AGGREGATED, FINAL_CONFLICTS, FINAL_LABELS, IMAGES, PSEUDOLABELS, Origin, Split
+from iris.errors import StageOrderError
+from iris.tables import (
+    AGGREGATED,
+    FINAL_CONFLICTS,
+    FINAL_LABELS,
+    IMAGES,
+    PSEUDOLABELS,
+    ROUND_LABELS,
+    Origin,
+    Split,
+)
 from iris.workdir import Workdir
 
 PRECEDENCE: tuple[str, ...] = (Origin.GT.value, Origin.CROWD.value, Origin.AUTO.value)
@@ -37,6 +49,7 @@ def combine_labels(
     *,
     aggregated: pl.DataFrame | None = None,
     pseudolabels: pl.DataFrame | None = None,
+    round_labels: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Merge the label sources with precedence gt > crowd > auto.
 
@@ -44,6 +57,8 @@ def combine_labels(
         images: IMAGES table (id, split, label, ...); labeled non-test rows are ground truth.
         aggregated: AGGREGATED table (task, label, confidence, n_answers), or None.
         pseudolabels: PSEUDOLABELS table (id, knn_share, auto_label, ...), or None.
+        round_labels: ROUND_LABELS table (id, auto_label, certainty), or None; when given
+            it is the automatic source and ``pseudolabels`` is not used.
 
     Returns:
         ``(final, conflicts)``: FINAL_LABELS rows sorted by id, one per labeled image, and
@@ -62,7 +77,17 @@ def combine_labels(
             .select(id="task", label="label", origin=pl.lit(Origin.CROWD.value), confidence="confidence")
             .join(eligible, on="id", how="semi")
         )
-    if pseudolabels is not None:
+    if round_labels is not None:
+        round_labels = tables.check(round_labels, ROUND_LABELS, where="round_labels")
+        sources.append(
+            round_labels.select(
+                "id",
+                label="auto_label",
+                origin=pl.lit(Origin.AUTO.value),
+                confidence=(1 + pl.col("certainty")) / 2,
+            ).join(eligible, on="id", how="semi")
+        )
+    elif pseudolabels is not None:
         pseudolabels = tables.check(pseudolabels, PSEUDOLABELS, where="pseudolabels")
         sources.append(
             pseudolabels.filter(pl.col("auto_label").is_not_null())
@@ -101,14 +126,20 @@ def combine_labels(
     )
 
 
-def build_final(workdir: Workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read images, aggregated crowd labels and pseudo-labels and combine them.
+def build_final(workdir: Workdir, *, rounds: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read images, aggregated crowd labels and automatic labels and combine them.
 
     The crowd and pseudo-label tables are optional (a run without a crowd yet is fine);
-    the images table is required.
+    the images table is required. With ``rounds`` the automatic labels are the crowd
+    rounds' (``tables/round_labels``): pseudo-labels without them are refused, never
+    taken in their place.
 
     Returns:
         ``(final, conflicts)`` as :func:`combine_labels`.
+
+    Raises:
+        StageOrderError: ``rounds``, pseudo-labels and no ``tables/round_labels`` (the
+            crowd stage has not finished its rounds).
     """
     images = tables.read(workdir.table("images"), IMAGES)
     aggregated = (
@@ -119,7 +150,19 @@ def build_final(workdir: Workdir) -> tuple[pl.DataFrame, pl.DataFrame]:
         if workdir.table("pseudolabels").exists()
         else None
     )
-    return combine_labels(images, aggregated=aggregated, pseudolabels=pseudo)
+    if not rounds:
+        return combine_labels(images, aggregated=aggregated, pseudolabels=pseudo)
+    path = workdir.table("round_labels")
+    if not path.exists() and pseudo is None:
+        return combine_labels(images, aggregated=aggregated)  # no automatic labels of any kind yet
+    if not path.exists():
+        raise StageOrderError(
+            f"{path} is missing: the crowd stage writes it after its last round "
+            '(run `iris run`, or set [rounds] strategy = "seed" to label from the pseudo-labels)'
+        )
+    return combine_labels(
+        images, aggregated=aggregated, pseudolabels=pseudo, round_labels=tables.read(path, ROUND_LABELS)
+    )
 
 
 def count(final: pl.DataFrame, conflicts: pl.DataFrame) -> FinalCounts:

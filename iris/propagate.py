@@ -190,7 +190,7 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
     """
     start_time = time.perf_counter()
     cfg: PropagateSettings = settings.propagate
-    final, conflicts = build_final(workdir)
+    final, conflicts = build_final(workdir, rounds=settings.rounds.loop)
     tables.write(conflicts, workdir.table("final_conflicts"))
     _write_labeled_payload(store, final, cfg.batch_size)
 
@@ -233,22 +233,31 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
         .sort("id")["id"]
         .to_list()
     )
-    found, neighbours = _query(
-        store, targets, k=chosen.k, batch_size=cfg.batch_size, exact=cfg.exact, desc="propagate: labeling"
-    )
-    prior = int(final["label"].mean() > 0.5) if final.height else 0  # type: ignore[operator]
-    chosen_vote = vote(
-        neighbours,
-        k=chosen.k,
-        weighting=chosen.weighting,  # type: ignore[arg-type]
-        metric=chosen.metric,  # type: ignore[arg-type]
-    )
-    label = chosen_vote.label(prior=prior).astype(np.int8)
-    share = np.where(chosen_vote.has_vote, chosen_vote.best, 0.5)
-    propagated = pl.DataFrame(
-        {"id": found, "label": label, "origin": [Origin.PROPAGATED.value] * len(found), "confidence": share},
-        schema=FINAL_LABELS,
-    )
+    # The crowd rounds label every pool image themselves: then nothing is left to propagate.
+    found: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+    propagated = pl.DataFrame(schema=FINAL_LABELS)
+    if targets:
+        found, neighbours = _query(
+            store, targets, k=chosen.k, batch_size=cfg.batch_size, exact=cfg.exact, desc="propagate: labeling"
+        )
+        prior = int(final["label"].mean() > 0.5) if final.height else 0  # type: ignore[operator]
+        chosen_vote = vote(
+            neighbours,
+            k=chosen.k,
+            weighting=chosen.weighting,  # type: ignore[arg-type]
+            metric=chosen.metric,  # type: ignore[arg-type]
+        )
+        label = chosen_vote.label(prior=prior).astype(np.int8)
+        share = np.where(chosen_vote.has_vote, chosen_vote.best, 0.5)
+        propagated = pl.DataFrame(
+            {
+                "id": found,
+                "label": label,
+                "origin": [Origin.PROPAGATED.value] * len(found),
+                "confidence": share,
+            },
+            schema=FINAL_LABELS,
+        )
     for begin in range(0, propagated.height, cfg.batch_size * 8):
         chunk = propagated.slice(begin, cfg.batch_size * 8)
         store.set_payload(

@@ -53,11 +53,16 @@ READS: dict[str, Reads] = {
     "embed": Reads(tables=("images",), settings=("embed",), files=(("embed", "weights"),)),
     "pseudolabel": Reads(settings=("pseudolabel",), models=("models/embedder.onnx",)),
     "select": Reads(tables=("pseudolabels",), settings=("select",), models=("models/embedder.onnx",)),
-    "crowd": Reads(tables=("images", "shortlist"), settings=("crowd",), files=(("crowd", "answer_key"),)),
+    "crowd": Reads(
+        tables=("images", "shortlist"),
+        settings=("crowd", "rounds", "pseudolabel"),
+        models=("models/embedder.onnx",),
+        files=(("crowd", "answer_key"),),
+    ),
     "aggregate": Reads(tables=("answers",), settings=("aggregate",)),
     "propagate": Reads(
-        tables=("images", "pseudolabels", "aggregated"),
-        settings=("propagate",),
+        tables=("images", "pseudolabels", "aggregated", "round_labels"),
+        settings=("propagate", "rounds"),
         models=("models/embedder.onnx",),
     ),
     "train": Reads(tables=("images", "final_labels"), settings=("train",), files=(("train", "weights"),)),
@@ -69,7 +74,8 @@ READS: dict[str, Reads] = {
 }
 """Per stage of :data:`iris.pipeline.STAGES`, what it reads. The pseudolabel, select and
 propagate stages read the vectors in the store, which the embedder made: its ONNX file
-stands for them."""
+stands for them. The crowd stage's rounds label with the ``[pseudolabel]`` ensemble over
+those vectors; propagate takes the rounds' final automatic labels (``round_labels``)."""
 
 HOW_NOT_WHAT: dict[str, frozenset[str]] = {
     "ingest": frozenset({"concurrency", "timeout_s", "retries", "backoff_s", "workers"}),

@@ -138,6 +138,40 @@ TRAINING: Schema = {
 }
 """One row per training image: the final label joined to its file."""
 
+ROUND_TASKS: Schema = {
+    "id": pl.Int64,
+    "round": pl.Int32,  # 0-based
+    "role": pl.String,  # "pick" (the strategy's) | "audit" (uniform among those left automatic)
+    "priority": pl.Int32,  # order within the campaign, 0 = first to send
+    "auto_label": pl.Int8,  # the automatic label when the round was drawn (what the audit checks)
+    "certainty": pl.Float64,  # its certainty |2p - 1|
+}
+"""What each crowd round bought (``tables/round_tasks``), written before the round is launched."""
+ROUNDS: Schema = {
+    "round": pl.Int32,
+    "picked": pl.Int32,
+    "audited": pl.Int32,
+    "bought": pl.Int32,  # images bought by every round so far, audits included
+    "share": pl.Float64,  # bought / pool
+    "cost": pl.Float64,  # the campaign's cost so far
+    "audit_n": pl.Int32,  # audited images with a crowd label
+    "audit_agree": pl.Int32,
+    "audit_accuracy": pl.Float64,  # estimated accuracy of the automatic labels (null: no estimate)
+    "audit_low": pl.Float64,
+    "audit_high": pl.Float64,
+    "crowd_accuracy": pl.Float64,  # mean confidence of the crowd labels
+    "expected_low": pl.Float64,  # expected final-label accuracy, automatic ones at audit_low
+    "stop": pl.Boolean,
+    "reason": pl.String,  # StopReason, "" while going on
+}
+"""One row per finished crowd round (``tables/rounds``): the audit and the decision."""
+ROUND_LABELS: Schema = {
+    "id": pl.Int64,
+    "auto_label": pl.Int8,
+    "certainty": pl.Float64,
+}
+"""The rounds labeler's final automatic label of every pool image no round bought."""
+
 
 def member_votes_schema(names: list[str]) -> dict[str, Any]:
     """``member_votes`` table: ``id`` and one Int8 column per member (null = not confident)."""
@@ -154,6 +188,9 @@ CONTRACTS: dict[str, Schema] = {
     "workers": WORKERS,
     "final_labels": FINAL_LABELS,
     "final_conflicts": FINAL_CONFLICTS,
+    "round_tasks": ROUND_TASKS,
+    "rounds": ROUNDS,
+    "round_labels": ROUND_LABELS,
 }
 
 PRODUCED_BY = {
@@ -166,6 +203,9 @@ PRODUCED_BY = {
     "workers": "iris aggregate",
     "final_labels": "iris propagate",
     "final_conflicts": "iris propagate",
+    "round_tasks": "iris run (crowd rounds)",
+    "rounds": "iris run (crowd rounds)",
+    "round_labels": "iris run (crowd rounds)",
 }
 
 REDO_STAGE = {
@@ -176,6 +216,9 @@ REDO_STAGE = {
     "member_votes": "pseudolabel",
     "shortlist": "select",
     "answers": "crowd",
+    "round_tasks": "crowd",
+    "rounds": "crowd",
+    "round_labels": "crowd",
     "aggregated": "aggregate",
     "workers": "aggregate",
     "final_labels": "propagate",

@@ -35,6 +35,7 @@ import polars as pl
 from iris import tables
 from iris.config import Settings
 from iris.contract import StageReport
+from iris.crowd.aggregation import Aggregated, aggregate
 from iris.crowd.backends.base import (
     Backend,
     CampaignInputs,
@@ -51,8 +52,14 @@ from iris.workdir import Workdir
 TASKS = tables.TASKS
 
 
-def build_inputs(workdir: Workdir, settings: Settings) -> CampaignInputs:
+def build_inputs(
+    workdir: Workdir, settings: Settings, *, shortlist: pl.DataFrame | None = None
+) -> CampaignInputs:
     """Tasks from the shortlist and the ground-truth split from the images table.
+
+    Args:
+        shortlist: ``id``, ``priority`` of the images to send; None reads the select stage's
+            ``tables/shortlist`` (the crowd rounds pass theirs).
 
     Raises:
         StageOrderError: no shortlist or images table yet.
@@ -60,7 +67,8 @@ def build_inputs(workdir: Workdir, settings: Settings) -> CampaignInputs:
     """
     spec = CampaignSpec.from_settings(settings)
     images = tables.read(workdir.table("images"), tables.IMAGES)
-    shortlist = tables.read(workdir.table("shortlist"), tables.SHORTLIST)
+    if shortlist is None:
+        shortlist = tables.read(workdir.table("shortlist"), tables.SHORTLIST)
     ground_truth = split_ground_truth(images, spec)
     tasks = shortlist.select("id", "priority").join(
         images.select("id", "source", "path", "split"), on="id", how="left"
@@ -214,11 +222,14 @@ def _restart(workdir: Workdir, settings: Settings, state: dict[str, Any], backen
             (workdir.crowd / name).unlink(missing_ok=True)
 
 
-def launch(workdir: Workdir, settings: Settings, *, restart: bool = False) -> CampaignStatus:
+def launch(
+    workdir: Workdir, settings: Settings, *, restart: bool = False, shortlist: pl.DataFrame | None = None
+) -> CampaignStatus:
     """Launch the campaign, or resume it: every round launched before, plus a new round
     holding the shortlisted images no round has yet.
 
     Args:
+        shortlist: what to send (``id``, ``priority``) instead of ``tables/shortlist``.
         restart: end the campaign launched before (a backend with a ``retire`` method, such as
             Toloka, closes and archives it on the platform), forget the campaign state in
             ``WORK/crowd`` and launch afresh: nothing of the old campaign is resumed.
@@ -233,7 +244,7 @@ def launch(workdir: Workdir, settings: Settings, *, restart: bool = False) -> Ca
     if restart:
         _restart(workdir, settings, state, backend)
         state = {}
-    fresh = build_inputs(workdir, settings)
+    fresh = build_inputs(workdir, settings, shortlist=shortlist)
     if not state:
         backend.plan(fresh)  # validates everything the backend needs before any state is written
         tables.write(fresh.tasks, workdir.crowd / "tasks.parquet")
@@ -379,6 +390,19 @@ def read_gold(workdir: Workdir) -> pl.DataFrame:
     return gt.filter(pl.col("role") == "honeypot").select(pl.col("id").alias("task"), "label")
 
 
+def aggregate_collected(workdir: Workdir, settings: Settings, answers: pl.DataFrame) -> Aggregated:
+    """``answers`` aggregated by the ``[aggregate]`` settings, with this campaign's gold (the
+    honeypots' labels) and bans: what the aggregate stage and each crowd round compute."""
+    return aggregate(
+        answers,
+        method=settings.aggregate.method,
+        gold=read_gold(workdir),
+        banned=read_bans(workdir)["worker"].to_list(),
+        use_honeypots=settings.aggregate.use_honeypots,
+        n_iter=settings.aggregate.n_iter,
+    )
+
+
 def bans_by_rule(bans: pl.DataFrame) -> dict[str, int]:
     """How many bans each quality-control rule made (BANS rows), by rule name."""
     counts = bans.group_by("rule").len().sort("rule")
@@ -402,3 +426,61 @@ class CampaignReport(StageReport):
     cost: float
     next_step: str = ""
     """What the user does to move an unfinished campaign on (serve it, invite people…)."""
+
+
+def campaign_report(workdir: Workdir, settings: Settings, collected: Collected) -> CampaignReport:
+    """The campaign in numbers, from its status and what was just collected."""
+    st = status(workdir, settings)
+    answers = collected.answers
+    return CampaignReport(
+        backend=st.backend,
+        state=st.state,
+        tasks=st.tasks_total,
+        tasks_done=st.tasks_done,
+        pages=st.pages,
+        answers=answers.height,
+        honeypot_answers=int(answers["is_honeypot"].sum()),
+        workers=st.workers,
+        banned=collected.bans.height,
+        bans_by_rule=bans_by_rule(collected.bans),
+        cost=st.cost,
+        next_step=str(st.detail.get("next_step", "")),
+    )
+
+
+def require_complete(report: CampaignReport) -> None:
+    """Refuse to go on with a campaign whose crowd has not finished (a real crowd takes hours).
+
+    Raises:
+        CrowdError: the campaign is not complete; the answers so far are kept and running
+            again later collects the rest and goes on.
+    """
+    if report.state != "complete":
+        raise CrowdError(
+            f"the {report.backend} crowd campaign is {report.state}: {report.tasks_done}/{report.tasks} "
+            "tasks have their answers; "
+            + (f"{report.next_step}; " if report.next_step else "")
+            + "run `iris run` again later to collect and go on"
+        )
+
+
+SKIPPED = "skipped"
+"""The state of a crowd stage that had nothing to send."""
+
+
+def skipped_report(settings: Settings) -> CampaignReport:
+    """The report of a crowd stage that launched nothing: nothing bought."""
+    return CampaignReport(
+        backend=settings.crowd.backend,
+        state=SKIPPED,
+        tasks=0,
+        tasks_done=0,
+        pages=0,
+        answers=0,
+        honeypot_answers=0,
+        workers=0,
+        banned=0,
+        bans_by_rule={},
+        cost=0.0,
+        next_step="",
+    )

@@ -53,7 +53,7 @@ def test_options_come_from_iris_toml_too(loaded: Workdir) -> None:
     text = loaded.config.read_text()
     text = text.replace('members = ["k3-uniform"', 'members = ["k2-uniform-euclid", "k3-uniform"', 1)
     loaded.config.write_text(
-        text.replace("budget = 0", "budget = 4").replace("map_points = 2000", "map_points = 0")
+        text.replace("budget = 0  #", "budget = 4  #").replace("map_points = 2000", "map_points = 0")
     )
     result = run(loaded, "pseudolabel", "--folds", "0", "--json")
     assert result.exit_code == 0, result.output

@@ -22,6 +22,7 @@ BAD = [
     ("pseudolabel", "quorum = 0.8", "quorum = 1.5", "pseudolabel.quorum"),
     ("select", "budget = 0", "budget = -1", "select.budget"),
     ("crowd", "overlap = 3", "overlap = 2.9", "crowd.overlap"),
+    ("rounds", "max_rounds = 6", "max_rounds = 0", "rounds.max_rounds"),
     ("aggregate", 'method = "dawid-skene"', 'method = "dawid_skene"', "aggregate.method"),
     ("propagate", "folds = 5", "folds = 1", "propagate.folds"),
     ("train", 'schedule = "noam"', 'schedule = "linear"', "train.schedule"),

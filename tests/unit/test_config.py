@@ -322,6 +322,7 @@ BAD_VALUE_PER_SECTION = [
     ),
     ("select", "neighbours = 0", "select.neighbours = 0 (from iris.toml): expected an integer >= 1"),
     ("crowd", "overlap = 2.9", "crowd.overlap = 2.9 (from iris.toml): expected an integer >= 1"),
+    ("rounds", "round_size = 0.0", "rounds.round_size = 0.0 (from iris.toml): expected a number in (0, 1]"),
     (
         "aggregate",
         "method = 'vote'",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -9,7 +11,7 @@ from sklearn.datasets import load_digits
 
 from iris import tables
 from iris.config import Settings
-from iris.errors import ConfigError, PoolExhaustedError
+from iris.errors import ConfigError, PoolExhaustedError, StageOrderError
 from iris.neighbours import Neighbours, assign_folds, distance_from_similarity, vote
 from iris.propagate import cross_validate, propagate
 from iris.store import Filter, open_store
@@ -190,7 +192,8 @@ def digits_workdir(workdir):
         ),
         workdir.table("pseudolabels"),
     )
-    settings = Settings()
+    base = Settings()
+    settings = replace(base, rounds=replace(base.rounds, strategy="seed"))  # auto = the pseudo-labels
     store = open_store(workdir, settings)
     store.ensure_collection(dim=64, distance="cosine")
     store.upsert(
@@ -255,3 +258,26 @@ def test_propagate_rerun_gives_the_same_table(digits_workdir) -> None:
         second.metric,
         second.cv_accuracy,
     )
+
+
+def test_with_rounds_the_auto_labels_are_the_rounds_and_never_the_pseudolabels(digits_workdir) -> None:
+    workdir, settings, store, truth = digits_workdir
+    rounds = replace(settings, rounds=replace(settings.rounds, strategy="iris"))
+    with pytest.raises(StageOrderError, match="round_labels.parquet is missing"):
+        propagate(workdir, rounds, store)  # the pseudo-labels are there, the rounds' labels not
+    pool = sorted(i for i in truth if 21 <= i <= 90)
+    tables.write(
+        pl.DataFrame(
+            {"id": pool, "auto_label": [1 - truth[i] for i in pool], "certainty": [0.5] * len(pool)},
+            schema=tables.ROUND_LABELS,
+        ),
+        workdir.table("round_labels"),
+    )
+    report = propagate(workdir, rounds, store)
+    final = tables.read(workdir.table("final_labels"), FINAL_LABELS)
+    auto = final.filter(pl.col("origin") == "auto")
+    crowd = set(final.filter(pl.col("origin") == "crowd")["id"].to_list())
+    assert set(auto["id"].to_list()) == set(pool) - crowd  # every pool image the crowd did not label
+    assert all(lab == 1 - truth[i] for i, lab in auto.select("id", "label").rows())  # theirs, not the pseudo-labels'
+    assert auto["confidence"].unique().to_list() == [0.75]
+    assert report.propagated == 0 and report.labeled["auto"] == auto.height

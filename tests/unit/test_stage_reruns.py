@@ -25,15 +25,27 @@ from iris.store import open_store
 from iris.store.base import Filter, Hit, VectorStore
 from iris.workdir import Workdir, init_workdir
 
-TABLES = ("pseudolabels", "member_votes", "shortlist", "aggregated", "workers", "final_labels")
+TABLES = (
+    "pseudolabels",
+    "member_votes",
+    "shortlist",
+    "round_tasks",
+    "rounds",
+    "round_labels",
+    "aggregated",
+    "workers",
+    "final_labels",
+)
 
 
 def _pool() -> SyntheticPool:
     return clustered_pool(600, dim=16, n_labeled=80, n_test=40, blobs_per_class=4, spread=1.0, seed=1)
 
 
-def synthetic_workdir(root: Path, pool: SyntheticPool | None = None) -> Workdir:
-    """A work directory with ingest and embed done, a simulated crowd and its answer key."""
+def synthetic_workdir(root: Path, pool: SyntheticPool | None = None, *, strategy: str = "iris") -> Workdir:
+    """A work directory with ingest and embed done, a simulated crowd and its answer key;
+    the crowd stage buys in rounds picked by ``strategy`` (``seed``: one campaign on the
+    shortlist)."""
     workdir = init_workdir(root)
     store = open_store(workdir, workdir.settings())
     key = (pool or _pool()).write_workdir(workdir, store)
@@ -43,6 +55,7 @@ def synthetic_workdir(root: Path, pool: SyntheticPool | None = None) -> Workdir:
         base,
         select=replace(base.select, map_points=0),
         crowd=replace(base.crowd, backend="simulated", training=10, exam=10, answer_key=str(key)),
+        rounds=replace(base.rounds, strategy=strategy),  # type: ignore[arg-type]
     )
     workdir.config.write_text(render_toml(settings), encoding="utf-8")
     # Ingest and embed count as finished on these tables and vectors: their fingerprints are
@@ -79,12 +92,13 @@ def _assert_same_tables(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFra
         assert got[name].equals(want[name]), name
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["iris", "seed"])
 def finished(
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Workdir, dict[str, Any], dict[str, pl.DataFrame]]:
-    """A work directory run through propagate, with its summaries and tables as a fresh run left them."""
-    workdir = synthetic_workdir(tmp_path_factory.mktemp("finished") / "work")
+    """A work directory run through propagate (the crowd in rounds, or the seed's one
+    campaign), with its summaries and tables as a fresh run left them."""
+    workdir = synthetic_workdir(tmp_path_factory.mktemp("finished") / "work", strategy=request.param)
     summaries = _run(workdir, until="propagate")
     return workdir, summaries, _tables(workdir)
 
@@ -106,7 +120,13 @@ def test_a_stage_redone_after_propagate_gives_the_tables_of_a_fresh_run(
     assert redone["pseudolabel"]["auto"] == fresh["pseudolabel"]["auto"]
     assert redone["pseudolabel"]["estimate_accuracy"] == fresh["pseudolabel"]["estimate_accuracy"]
     assert redone["select"]["shortlist"] == fresh["select"]["shortlist"] > 0
-    assert redone["crowd"]["tasks"] == fresh["crowd"]["tasks"] == fresh["select"]["shortlist"]
+    if workdir.settings().rounds.loop:
+        # Every round was recorded: the redone crowd stage draws none again and buys nothing.
+        assert redone["crowd"]["rounds"] == fresh["crowd"]["rounds"] >= 1
+        assert fresh["crowd"]["tasks"] == pl.read_parquet(workdir.table("round_tasks")).height > 0
+    else:
+        assert fresh["crowd"]["tasks"] == fresh["select"]["shortlist"]
+    assert redone["crowd"]["tasks"] == fresh["crowd"]["tasks"]
     assert redone["crowd"]["answers"] == fresh["crowd"]["answers"]  # the campaign resumed: nothing re-bought
     _assert_same_tables(_tables(workdir), fresh_tables)
 
@@ -115,7 +135,7 @@ def test_two_work_directories_on_the_same_vectors_give_identical_tables_and_payl
     tmp_path: Path, finished: tuple[Workdir, dict[str, Any], dict[str, pl.DataFrame]]
 ) -> None:
     first, _, first_tables = finished
-    second = synthetic_workdir(tmp_path / "second")
+    second = synthetic_workdir(tmp_path / "second", strategy=first.settings().rounds.strategy)
     _run(second, until="propagate")
     _assert_same_tables(_tables(second), first_tables)
     assert _payloads(second) == _payloads(first)
@@ -162,7 +182,7 @@ def _stage_queries(workdir: Workdir, settings: Settings) -> dict[str, list[bool]
 
 
 def test_every_neighbour_query_is_exact_by_default_and_follows_the_settings(tmp_path: Path) -> None:
-    workdir = synthetic_workdir(tmp_path / "work")
+    workdir = synthetic_workdir(tmp_path / "work", strategy="seed")  # propagate from the pseudo-labels
     settings = workdir.settings()
     assert settings.pseudolabel.exact and settings.select.exact and settings.propagate.exact
     flags = _stage_queries(workdir, settings)
@@ -182,12 +202,12 @@ def _nothing_for_the_crowd(root: Path, case: str) -> Workdir:
         # Every image not in the test set is ground truth: nothing to pseudo-label.
         pool = _pool()
         workdir = synthetic_workdir(
-            root, replace(pool, split=np.where(pool.split == "pool", "gt", pool.split))
+            root, replace(pool, split=np.where(pool.split == "pool", "gt", pool.split)), strategy="seed"
         )
     else:
         # Well separated blobs and a lenient ensemble: every pool image is labeled automatically.
         pool = clustered_pool(600, dim=16, n_labeled=80, n_test=40, blobs_per_class=2, spread=0.2, seed=1)
-        workdir = synthetic_workdir(root, pool)
+        workdir = synthetic_workdir(root, pool, strategy="seed")  # the shortlist decides
         settings = workdir.settings()
         settings = replace(settings, pseudolabel=replace(settings.pseudolabel, confidence=0.5, quorum=0.5))
         workdir.config.write_text(render_toml(settings), encoding="utf-8")
