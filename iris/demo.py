@@ -90,12 +90,27 @@ def score(workdir: Workdir, data_dir: Path, state: RunState) -> dict[str, Any]:
     images = read(workdir.table("images"), IMAGES)
     pool = images.filter(pl.col("split") == "pool").join(key.select("source", "truth"), on="source")
     result: dict[str, Any] = {"pool images": pool.height}
-    if workdir.table("shortlist").exists():
+    crowd = state.data["stages"].get("crowd", {}).get("summary", {})
+    if "rounds" in crowd:
+        # The crowd ran in rounds: what every round bought, and the audit's own estimate.
+        result["sent to the crowd"] = f"{crowd['tasks']} ({crowd['share']:.1%} of the pool, audit included)"
+        result["crowd rounds"] = f"{crowd['rounds']} (stopped: {crowd['stop_reason'] or 'nothing to buy'})"
+        if crowd.get("audit_low") is not None:
+            result["automatic labels correct (audit estimate, 95%)"] = (
+                f"{crowd['audit_accuracy']:.3f} [{crowd['audit_low']:.3f}, {crowd['audit_high']:.3f}]"
+            )
+    elif workdir.table("shortlist").exists():
         shortlist = pl.read_parquet(workdir.table("shortlist"))
         result["sent to the crowd"] = (
             f"{shortlist.height} ({shortlist.height / max(pool.height, 1):.1%} of the pool)"
         )
-    if workdir.table("pseudolabels").exists():
+    if "rounds" in crowd and workdir.table("round_labels").exists():
+        auto = pl.read_parquet(workdir.table("round_labels"))
+        joined = auto.join(pool.select("id", "truth"), on="id")
+        if joined.height:
+            acc = _agreement(joined["auto_label"], joined["truth"])
+            result["automatic labels correct (answer key)"] = f"{acc:.3f} of {joined.height}"
+    elif workdir.table("pseudolabels").exists():
         auto = pl.read_parquet(workdir.table("pseudolabels")).filter(pl.col("auto_label").is_not_null())
         joined = auto.join(pool.select("id", "truth"), on="id")
         if joined.height:
@@ -119,7 +134,6 @@ def score(workdir: Workdir, data_dir: Path, state: RunState) -> dict[str, Any]:
             result["test accuracy (answer key)"] = (
                 f"{_agreement(test['pred'], test['truth']):.4f} on {test.height}"
             )
-    crowd = state.data["stages"].get("crowd", {}).get("summary", {})
     if "cost" in crowd:
         result["crowd cost"] = crowd["cost"]
     for name, entry in state.data["stages"].items():
