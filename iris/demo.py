@@ -92,9 +92,12 @@ def score(workdir: Workdir, data_dir: Path, state: RunState) -> dict[str, Any]:
     result: dict[str, Any] = {"pool images": pool.height}
     crowd = state.data["stages"].get("crowd", {}).get("summary", {})
     if "rounds" in crowd:
+        from iris.rounds.audit import STOP_REASONS
+
         # The crowd ran in rounds: what every round bought, and the audit's own estimate.
         result["sent to the crowd"] = f"{crowd['tasks']} ({crowd['share']:.1%} of the pool, audit included)"
-        result["crowd rounds"] = f"{crowd['rounds']} (stopped: {crowd['stop_reason'] or 'nothing to buy'})"
+        reason = STOP_REASONS.get(crowd["stop_reason"], "nothing to buy")
+        result["crowd rounds"] = f"{crowd['rounds']} (stopped: {reason})"
         if crowd.get("audit_low") is not None:
             result["automatic labels correct (audit estimate, 95%)"] = (
                 f"{crowd['audit_accuracy']:.3f} [{crowd['audit_low']:.3f}, {crowd['audit_high']:.3f}]"

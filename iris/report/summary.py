@@ -36,7 +36,7 @@ def stage_rows(state: RunState) -> list[dict[str, Any]]:
 
 def draw_pictures(workdir: Workdir, settings: Settings, state: RunState) -> list[Path]:
     """Draw the pictures of a run from what its stages wrote (stages draw none themselves):
-    data stats, the embedding map, worker skills."""
+    data stats, the embedding map, the crowd rounds, worker skills."""
     drawn = []
     if state.done("ingest"):
         from iris.data.stats import data_stats
@@ -44,6 +44,12 @@ def draw_pictures(workdir: Workdir, settings: Settings, state: RunState) -> list
         drawn.append(data_stats(workdir, task=settings.task)[1])
     if state.done("select") and settings.select.map_points > 0:
         drawn += _embedding_map(workdir, settings)
+    if state.done("crowd"):
+        from iris.report.rounds import CURVE_FILE, draw_rounds, read_rounds
+
+        rounds = read_rounds(workdir)
+        if rounds is not None and rounds.height:
+            drawn.append(draw_rounds(rounds, workdir.reports / CURVE_FILE, target=settings.rounds.target))
     if state.done("aggregate"):
         from iris.report.crowd import crowd_report
 
@@ -74,6 +80,11 @@ def write_report(workdir: Workdir, state: RunState, headline: dict[str, Any]) ->
         lines.append(
             f"| {row['stage']} | {row['seconds'] if row['seconds'] is not None else ''} | {row['summary']} |"
         )
+    from iris.report.rounds import read_rounds, rounds_markdown
+
+    rounds = read_rounds(workdir)
+    if rounds is not None and rounds.height:
+        lines += ["", "## Crowd rounds", "", *rounds_markdown(rounds)]
     pngs = sorted(workdir.reports.glob("*.png"))
     if pngs:
         lines += ["", "## Pictures", ""]

@@ -34,6 +34,13 @@ from iris.errors import InputError
 from iris.pseudolabel.estimate import wilson_interval
 
 StopReason = Literal["target", "budget", "rounds", "exhausted"]
+STOP_REASONS: dict[str, str] = {
+    "exhausted": "every pool image is labeled by a person",
+    "target": "the expected accuracy's lower bound reached the target",
+    "rounds": "max_rounds rounds done",
+    "budget": "the next round would overspend the budget",
+}
+"""What each :data:`StopReason` means, as the log and the report say it."""
 
 
 def audit_sample(
@@ -179,6 +186,7 @@ def decide(
 
 
 __all__ = [
+    "STOP_REASONS",
     "AuditEstimate",
     "Decision",
     "StopReason",

@@ -52,7 +52,7 @@ from iris.errors import StageOrderError
 from iris.neighbours import neighbours_from_hits
 from iris.pseudolabel.kmeans import normalise
 from iris.pseudolabel.members import parse_members
-from iris.rounds.audit import AuditEstimate, audit_estimate, audit_sample, decide
+from iris.rounds.audit import STOP_REASONS, AuditEstimate, audit_estimate, audit_sample, decide
 from iris.rounds.labeler import AutoLabels, blend, knn_share, probe_share
 from iris.rounds.strategies import Candidates, pick
 from iris.stagekit import (
@@ -365,7 +365,7 @@ def run_rounds(ctx: StageContext) -> RoundsReport:
         ctx.echo(
             f"[crowd] round {index + 1}: {spent / n_pool:.1%} of the pool bought, automatic labels "
             f"{interval} by the audit of {est.n}; "
-            + (f"stop: {decision.reason}" if decision.stop else "going on")
+            + (f"stop: {STOP_REASONS[decision.reason or '']}" if decision.stop else "going on")
             + f" ({time.perf_counter() - started:.1f} s)"
         )
         stopped = decision.stop

@@ -1,6 +1,7 @@
 """The whole pipeline on small real data (Fashion-MNIST), run as the user runs it:
 ``python -m iris run`` in a subprocess, killed with SIGKILL during embedding, during the
-crowd campaign and during training, and re-run each time. The interrupted run must end
+second crowd round (drawn, partly bought, not yet recorded) and during training, and re-run
+each time. The interrupted run must end
 with the same labels and crowd answers as an uninterrupted one, buy no page twice and
 redo no finished stage."""
 
@@ -44,6 +45,8 @@ def _settings(data: Path) -> Settings:
             answer_key=str(data / "answer_key.csv"),
             pace_s=0.15,  # the campaign takes a few seconds of wall time, so it can be killed
         ),
+        # At least two rounds (the target is out of reach), so a kill can land inside the second.
+        rounds=replace(base.rounds, target=0.999, max_rounds=3),
         train=replace(
             base.train,
             backbone="efficientnet_lite0",
@@ -116,6 +119,25 @@ def _pages_bought(workdir: Workdir) -> list[str]:
     return keys
 
 
+def _rounds_recorded(workdir: Workdir) -> int:
+    path = workdir.table("rounds")
+    return pl.read_parquet(path).height if path.exists() else 0
+
+
+def _inside_round_two(workdir: Workdir) -> Callable[[], bool]:
+    """True once round 2 is drawn, not yet recorded, and a page of it has been bought."""
+    seen: dict[str, int] = {}
+
+    def ready() -> bool:
+        if _rounds_recorded(workdir) != 1:
+            return False
+        pages = len(_pages_bought(workdir))
+        seen.setdefault("at_round_one", pages)
+        return pages > seen["at_round_one"]
+
+    return ready
+
+
 def _labels(workdir: Workdir) -> pl.DataFrame:
     return pl.read_parquet(workdir.table("final_labels")).select("id", "label", "origin").sort("id")
 
@@ -145,9 +167,13 @@ def test_sigkill_during_embed_crowd_and_train_resumes_to_the_same_labels(tmp_pat
     _kill_when(resumed, data, onnx.exists, "during embedding")
     assert "embed" not in _state(resumed)["stages"]
 
-    _kill_when(resumed, data, lambda: len(_pages_bought(resumed)) >= 3, "during the crowd campaign")
+    assert _rounds_recorded(straight) >= 2
+    _kill_when(resumed, data, _inside_round_two(resumed), "inside the second crowd round")
     assert {"ingest", "embed", "pseudolabel", "select"} <= set(_state(resumed)["stages"])
     assert "crowd" not in _state(resumed)["stages"]
+    assert _rounds_recorded(resumed) == 1  # killed after round 2 was drawn and partly bought
+    drawn = pl.read_parquet(resumed.table("round_tasks"))
+    assert drawn["round"].max() == 1
     bought_before = _pages_bought(resumed)
     embedder_mtime = onnx.stat().st_mtime_ns
 
@@ -167,6 +193,8 @@ def test_sigkill_during_embed_crowd_and_train_resumes_to_the_same_labels(tmp_pat
     assert bought[: len(bought_before)] == bought_before
     assert sorted(bought) == sorted(_pages_bought(straight))
     assert _answers(resumed).equals(_answers(straight))
+    for name in ("round_tasks", "rounds", "round_labels"):
+        assert pl.read_parquet(resumed.table(name)).equals(pl.read_parquet(straight.table(name))), name
     assert _labels(resumed).equals(_labels(straight))
     submission = resumed.root / "submission.csv"
     assert pl.read_csv(submission).columns[:2] == ["downloadUrl", "is_shirt"]

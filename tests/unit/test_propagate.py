@@ -263,7 +263,7 @@ def test_propagate_rerun_gives_the_same_table(digits_workdir) -> None:
 def test_with_rounds_the_auto_labels_are_the_rounds_and_never_the_pseudolabels(digits_workdir) -> None:
     workdir, settings, store, truth = digits_workdir
     rounds = replace(settings, rounds=replace(settings.rounds, strategy="iris"))
-    with pytest.raises(StageOrderError, match="round_labels.parquet is missing"):
+    with pytest.raises(StageOrderError, match=r"round_labels\.parquet is missing"):
         propagate(workdir, rounds, store)  # the pseudo-labels are there, the rounds' labels not
     pool = sorted(i for i in truth if 21 <= i <= 90)
     tables.write(
@@ -278,6 +278,8 @@ def test_with_rounds_the_auto_labels_are_the_rounds_and_never_the_pseudolabels(d
     auto = final.filter(pl.col("origin") == "auto")
     crowd = set(final.filter(pl.col("origin") == "crowd")["id"].to_list())
     assert set(auto["id"].to_list()) == set(pool) - crowd  # every pool image the crowd did not label
-    assert all(lab == 1 - truth[i] for i, lab in auto.select("id", "label").rows())  # theirs, not the pseudo-labels'
+    assert all(
+        lab == 1 - truth[i] for i, lab in auto.select("id", "label").rows()
+    )  # theirs, not the pseudo-labels'
     assert auto["confidence"].unique().to_list() == [0.75]
     assert report.propagated == 0 and report.labeled["auto"] == auto.height

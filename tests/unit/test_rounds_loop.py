@@ -103,3 +103,22 @@ def test_rounds_recorded_past_their_draws_are_refused(tmp_path: Path) -> None:
     tables.write(drawn.filter(pl.col("round") == 0), workdir.table("round_tasks"))
     with pytest.raises(StageOrderError, match="records round"):
         run_pipeline(workdir, workdir.settings(), until="crowd", redo=("crowd",), echo=lambda _: None)
+
+
+def test_the_report_shows_every_round_and_draws_the_curve(
+    rounds_run: tuple[Workdir, dict[str, Any], dict[str, pl.DataFrame]],
+) -> None:
+    from iris.pipeline import RunState
+    from iris.report.rounds import CURVE_FILE
+    from iris.report.summary import draw_pictures, write_report
+
+    workdir, _, got = rounds_run
+    state = RunState(workdir)
+    drawn = draw_pictures(workdir, workdir.settings(), state)
+    assert workdir.reports / CURVE_FILE in drawn and (workdir.reports / CURVE_FILE).stat().st_size > 10_000
+    text = write_report(workdir, state, {}).read_text()
+    section = text.split("## Crowd rounds", 1)[1].split("##", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| round")]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {i + 1}" for i in range(got["rounds"].height)]
+    assert rows[-1].rstrip(" |").endswith(("target", "budget", "done", "person"))
+    assert f"![rounds]({CURVE_FILE})" in text
