@@ -55,23 +55,23 @@ from iris.crowd.backends.simulated import simulate
 from iris.crowd.difficulty import pixel_difficulty
 from iris.crowd.spec import CampaignSpec, split_ground_truth
 from iris.data.fashion_mnist import DATASET_DIR, read_idx
-from iris.neighbours import Neighbours, vote
+from iris.neighbours import Neighbours
 from iris.pseudolabel.consensus import consensus
 from iris.pseudolabel.kmeans import SeededKMeans
 from iris.pseudolabel.knn import ensemble_vote
 from iris.pseudolabel.members import parse_members
 from iris.report.label_efficiency import draw_label_efficiency
 from iris.rounds import Candidates, audit_estimate, audit_sample, decide, pick
+from iris.rounds.labeler import PROBE_C, blend, knn_share, probe_share
 
 PAIRS = {"tshirt-shirt": (6, 0), "pullover-coat": (4, 2)}
 """Task name → (positive class, negative class) of Fashion-MNIST."""
 N_GT = 200
 PCA_DIMS = 50
-PROBE_C = 1.0
 SWEEP = (0.10, 0.40)
+"""Shares at which random, least-certain and seed are also run for the curve."""
 LABELER = "knn+probe"
 """``knn``: the kNN ensemble alone; ``knn+probe``: averaged with a logistic regression (``--labeler``)."""
-"""Shares at which random, least-certain and seed are also run for the curve."""
 
 
 # --- the task ------------------------------------------------------------------------------
@@ -167,23 +167,20 @@ def auto_labels(
         nb_ids[start : start + 4096] = lab_rows[top]
         nb_sim[start : start + 4096] = np.take_along_axis(sims, top, axis=1)
     neighbours = Neighbours(ids=nb_ids, labels=labels[nb_ids], similarity=nb_sim)
-    p1 = np.mean(
-        [vote(neighbours, k=m.k, weighting=m.weighting, metric=m.metric).shares[:, 1] for m in members],
-        axis=0,
+    # The rounds labeler of `iris run` (iris.rounds.labeler): the ensemble's share, averaged
+    # with the probe on every label known so far, each weighted by its confidence (labeled
+    # images keep their own labels, so being scored in-sample changes no final label).
+    probe_p1 = (
+        probe_share(task.probe_train, lab_rows, labels[lab_rows], confidence[lab_rows])
+        if LABELER == "knn+probe"
+        else None
     )
-    if LABELER == "knn+probe":
-        # The classifier as a labeler too: a logistic regression on every label known so far,
-        # each weighted by its confidence (labeled images keep their own labels, so being
-        # scored in-sample changes no final label).
-        probe = LogisticRegression(C=PROBE_C, max_iter=300).fit(
-            task.probe_train[lab_rows], labels[lab_rows], sample_weight=confidence[lab_rows]
-        )
-        p1 = 0.5 * p1 + 0.5 * probe.predict_proba(task.probe_train)[:, 1]
+    blended = blend(knn_share(neighbours, members), probe_p1)
     s = PseudolabelSettings()
     ens = ensemble_vote(neighbours, members, confidence=s.confidence, quorum=s.quorum)
     return Auto(
-        label=(p1 > 0.5).astype(np.int64),
-        certainty=np.abs(2 * p1 - 1),
+        label=blended.label,
+        certainty=blended.certainty,
         knn_share=ens.knn_share,
         knn_label=ens.knn_label,
     )

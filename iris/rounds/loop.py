@@ -36,7 +36,7 @@ import numpy.typing as npt
 import polars as pl
 
 from iris import tables
-from iris.config import Settings
+from iris.config import RoundsSettings, Settings
 from iris.contract import StageContext
 from iris.crowd.campaign import (
     CampaignReport,
@@ -270,6 +270,20 @@ def _round_row(
     }
 
 
+def _still_stopped(last: dict[str, Any], r: RoundsSettings, next_round: int, budget: int) -> bool:
+    """Whether the last recorded round's stop still holds under today's ``[rounds]``: a
+    raised ``max_rounds``, ``budget`` or ``target`` goes on from there (what was bought stays)."""
+    if not last["stop"]:
+        return False
+    if last["reason"] == "rounds":
+        return last["round"] + 1 >= r.max_rounds
+    if last["reason"] == "budget":
+        return last["bought"] + next_round > budget
+    if last["reason"] == "target":
+        return last["expected_low"] is not None and last["expected_low"] >= r.target
+    return True
+
+
 def run_rounds(ctx: StageContext) -> RoundsReport:
     """The crowd stage in rounds (see the module docstring).
 
@@ -306,7 +320,7 @@ def run_rounds(ctx: StageContext) -> RoundsReport:
         tables.write(tables.empty(tables.ANSWERS), workdir.table("answers"))
         ctx.echo("[crowd] rounds: strategy none (or an empty pool): nothing bought")
     index = done.height
-    stopped = bool(done.height and done["stop"][-1])
+    stopped = bool(done.height) and _still_stopped(done.row(-1, named=True), r, round_n + audit_n, budget)
     while not stopped and r.strategy != "none" and n_pool:
         started = time.perf_counter()
         drawn = drawn_all.filter(pl.col("round") == index)

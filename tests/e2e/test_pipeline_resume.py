@@ -105,17 +105,22 @@ def _state(workdir: Workdir) -> dict:
 
 
 def _pages_bought(workdir: Workdir) -> list[str]:
-    log = workdir.crowd / "simulated" / "pages.jsonl"
-    if not log.exists():
-        return []
+    """Every page the simulated crowd sold, campaign round by round (each round has its log)."""
+    logs = [workdir.crowd / "simulated" / "pages.jsonl"]
+    rounds = workdir.crowd / "rounds"
+    if rounds.exists():
+        logs += [d / "simulated" / "pages.jsonl" for d in sorted(rounds.iterdir(), key=lambda d: int(d.name))]
     keys = []
-    for line in log.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+    for log in logs:
+        if not log.exists():
             continue
-        if "tasks" in record:
-            keys.append(record["key"])
+        for line in log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "tasks" in record:
+                keys.append(f"{log.parent.parent.name}/{record['key']}")
     return keys
 
 

@@ -122,3 +122,24 @@ def test_the_report_shows_every_round_and_draws_the_curve(
     assert [row.split(" | ")[0] for row in rows] == [f"| {i + 1}" for i in range(got["rounds"].height)]
     assert rows[-1].rstrip(" |").endswith(("target", "budget", "done", "person"))
     assert f"![rounds]({CURVE_FILE})" in text
+
+
+def test_raising_max_rounds_goes_on_from_the_last_round_and_rebuys_nothing(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from iris.config import render_toml
+
+    workdir = synthetic_workdir(tmp_path / "work")
+    settings = workdir.settings()
+    workdir.config.write_text(render_toml(replace(settings, rounds=replace(settings.rounds, max_rounds=2))))
+    first = _run(workdir, until="crowd")["crowd"]
+    assert first["rounds"] == 2 and first["stop_reason"] == "rounds"
+    before = tables.read(workdir.table("round_tasks"), tables.ROUND_TASKS)
+    workdir.config.write_text(render_toml(replace(settings, rounds=replace(settings.rounds, max_rounds=3))))
+    again = _run(workdir, until="crowd")["crowd"]  # [rounds] changed: the crowd stage runs again
+    assert again["rounds"] == 3
+    after = tables.read(workdir.table("round_tasks"), tables.ROUND_TASKS)
+    assert after.head(before.height).equals(before)  # the first two rounds as they were
+    assert set(after.filter(pl.col("round") == 2)["id"].to_list()).isdisjoint(before["id"].to_list())
+    launched = _campaign_tasks(workdir)
+    assert len(launched) == len(set(launched)) == after.height
