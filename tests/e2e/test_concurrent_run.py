@@ -4,7 +4,6 @@ the first buys every crowd page once."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -14,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from simulated_pages import pages_bought
 
 from iris.config import Settings, render_toml
 from iris.data.fashion_mnist import build
@@ -54,21 +54,6 @@ def _env() -> dict[str, str]:
     return {**os.environ, "IRIS_PROGRESS": "0", "OMP_NUM_THREADS": "2", "PYTHONPATH": path}
 
 
-def _pages_bought(workdir: Workdir) -> list[str]:
-    log = workdir.crowd / "simulated" / "pages.jsonl"
-    if not log.exists():
-        return []
-    keys = []
-    for line in log.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "tasks" in record:
-            keys.append(record["key"])
-    return keys
-
-
 @pytest.mark.skipif(not FASHION.exists(), reason="needs the Debian package dataset-fashion-mnist")
 def test_a_second_run_in_the_same_workdir_is_refused_and_nothing_is_bought_twice(tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -107,7 +92,7 @@ def test_a_second_run_in_the_same_workdir_is_refused_and_nothing_is_bought_twice
             first.wait()
     assert "[crowd] finished" in log.read_text()
 
-    bought = _pages_bought(workdir)
+    bought = pages_bought(workdir)
     assert bought, "the campaign bought nothing"
     assert len(bought) == len(set(bought)), "a crowd page was bought twice"
 
@@ -115,4 +100,4 @@ def test_a_second_run_in_the_same_workdir_is_refused_and_nothing_is_bought_twice
     third = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr[-2000:]
     assert "[crowd] done already, skipped" in third.stdout
-    assert _pages_bought(workdir) == bought
+    assert pages_bought(workdir) == bought

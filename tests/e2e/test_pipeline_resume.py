@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from simulated_pages import pages_bought
 
 from iris.config import Settings, render_toml
 from iris.data.fashion_mnist import build
@@ -104,26 +105,6 @@ def _state(workdir: Workdir) -> dict:
     return json.loads(path.read_text()) if path.exists() else {"stages": {}}
 
 
-def _pages_bought(workdir: Workdir) -> list[str]:
-    """Every page the simulated crowd sold, campaign round by round (each round has its log)."""
-    logs = [workdir.crowd / "simulated" / "pages.jsonl"]
-    rounds = workdir.crowd / "rounds"
-    if rounds.exists():
-        logs += [d / "simulated" / "pages.jsonl" for d in sorted(rounds.iterdir(), key=lambda d: int(d.name))]
-    keys = []
-    for log in logs:
-        if not log.exists():
-            continue
-        for line in log.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "tasks" in record:
-                keys.append(f"{log.parent.parent.name}/{record['key']}")
-    return keys
-
-
 def _rounds_recorded(workdir: Workdir) -> int:
     path = workdir.table("rounds")
     return pl.read_parquet(path).height if path.exists() else 0
@@ -136,7 +117,7 @@ def _inside_round_two(workdir: Workdir) -> Callable[[], bool]:
     def ready() -> bool:
         if _rounds_recorded(workdir) != 1:
             return False
-        pages = len(_pages_bought(workdir))
+        pages = len(pages_bought(workdir))
         seen.setdefault("at_round_one", pages)
         return pages > seen["at_round_one"]
 
@@ -179,7 +160,7 @@ def test_sigkill_during_embed_crowd_and_train_resumes_to_the_same_labels(tmp_pat
     assert _rounds_recorded(resumed) == 1  # killed after round 2 was drawn and partly bought
     drawn = pl.read_parquet(resumed.table("round_tasks"))
     assert drawn["round"].max() == 1
-    bought_before = _pages_bought(resumed)
+    bought_before = pages_bought(resumed)
     embedder_mtime = onnx.stat().st_mtime_ns
 
     last = resumed.models / "classifier" / "last.pt"
@@ -193,10 +174,10 @@ def test_sigkill_during_embed_crowd_and_train_resumes_to_the_same_labels(tmp_pat
     assert "resuming after epoch" in out
     assert "[predict] finished" in out
 
-    bought = _pages_bought(resumed)
+    bought = pages_bought(resumed)
     assert len(bought) == len(set(bought)), "a crowd page was bought twice"
     assert bought[: len(bought_before)] == bought_before
-    assert sorted(bought) == sorted(_pages_bought(straight))
+    assert sorted(bought) == sorted(pages_bought(straight))
     assert _answers(resumed).equals(_answers(straight))
     for name in ("round_tasks", "rounds", "round_labels"):
         assert pl.read_parquet(resumed.table(name)).equals(pl.read_parquet(straight.table(name))), name

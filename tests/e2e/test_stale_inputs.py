@@ -4,6 +4,10 @@ One small real pipeline (Fashion-MNIST, through propagate) is run once; each tes
 a copy of its work directory. Editing ground-truth labels and running ``iris ingest`` then
 ``iris run`` re-runs ingest and every later stage, refreshes the labels in Qdrant, buys only
 the images new on the shortlist, and ends where a fresh run on the edited data ends.
+
+The small run buys from the crowd by the seed's method (``[rounds] strategy = "seed"``: one
+campaign on the shortlist, a new campaign round for a changed shortlist); the last test
+edits the ground truth under the default crowd rounds.
 """
 
 from __future__ import annotations
@@ -38,10 +42,16 @@ THROUGH = ["--until", "propagate"]
 LATER = ("embed", "pseudolabel", "select", "crowd", "aggregate", "propagate")
 
 
-def _write_settings(workdir: Workdir, data: Path, **changes: dict[str, object]) -> None:
+def _write_settings(
+    workdir: Workdir, data: Path, *, strategy: str = "seed", **changes: dict[str, object]
+) -> None:
     """The small run's settings, with ``section={key: value}`` changes."""
     settings = _settings(data)
-    settings = replace(settings, crowd=replace(settings.crowd, pace_s=0.0))
+    settings = replace(
+        settings,
+        crowd=replace(settings.crowd, pace_s=0.0),
+        rounds=replace(settings.rounds, strategy=strategy),  # type: ignore[arg-type]
+    )
     for section, values in changes.items():
         settings = replace(settings, **{section: replace(getattr(settings, section), **values)})
     workdir.config.write_text(render_toml(settings), encoding="utf-8")
@@ -59,9 +69,9 @@ def _manifest_args(data: Path) -> list[str]:
     return ["--ground-truth", m["ground_truth"], "--pool", m["pool"][0], "--test", m["test"]]
 
 
-def _first_run(root: Path, data: Path) -> Workdir:
+def _first_run(root: Path, data: Path, *, strategy: str = "seed") -> Workdir:
     workdir = init_workdir(root)
-    _write_settings(workdir, data)
+    _write_settings(workdir, data, strategy=strategy)
     _iris(workdir, "run", *_manifest_args(data), *THROUGH)
     return workdir
 
@@ -174,11 +184,9 @@ def test_a_changed_select_setting_reruns_select_on_the_ground_truth_labels(
     assert after["pseudolabel"] == before["pseudolabel"]
 
 
-def test_edited_ground_truth_reruns_everything_and_buys_only_new_images(
-    base: tuple[Workdir, Path], tmp_path: Path
-) -> None:
-    workdir = _copy(base, tmp_path)
-    data = Path(shutil.copytree(base[1], tmp_path / "edited"))
+def _flip_three_labels(base_data: Path, tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """A copy of the data whose ground truth has rows 1-3 flipped, and their new labels."""
+    data = Path(shutil.copytree(base_data, tmp_path / "edited"))
     gt_file = data / "ground_truth.tsv"
     lines = gt_file.read_text().splitlines()
     flipped = {}
@@ -187,6 +195,36 @@ def test_edited_ground_truth_reruns_everything_and_buys_only_new_images(
         flipped[source] = 0 if label == "TRUE" else 1
         lines[row] = f"{source}\t{'FALSE' if label == 'TRUE' else 'TRUE'}"
     gt_file.write_text("\n".join(lines) + "\n")
+    return data, flipped
+
+
+def test_edited_ground_truth_under_crowd_rounds_relabels_and_buys_nothing_again(
+    base: tuple[Workdir, Path], tmp_path: Path
+) -> None:
+    workdir = _first_run(tmp_path / "rounds", base[1], strategy="iris")
+    bought_before = _purchases(workdir)
+    drawn_before = pl.read_parquet(workdir.table("round_tasks"))
+    assert drawn_before.height and bought_before
+    data, flipped = _flip_three_labels(base[1], tmp_path)
+    _iris(workdir, "ingest", *_manifest_args(data))
+    out = _iris(workdir, "run", *THROUGH)
+    assert "[crowd] finished" in out and "[propagate] finished" in out
+    # Every recorded round stands (its answers are good labels): nothing drawn or bought again.
+    assert _purchases(workdir) == bought_before
+    assert pl.read_parquet(workdir.table("round_tasks")).equals(drawn_before)
+    # The final labels carry the edited ground truth; the rounds' labels were made again with it.
+    images = pl.read_parquet(workdir.table("images")).filter(pl.col("source").is_in(list(flipped)))
+    final = pl.read_parquet(workdir.table("final_labels")).join(images.select("id", "source"), on="id")
+    assert dict(final.select("source", "label").iter_rows()) == flipped
+    assert set(final["origin"].to_list()) == {"gt"}
+    assert workdir.table("round_labels").stat().st_mtime > workdir.table("rounds").stat().st_mtime
+
+
+def test_edited_ground_truth_reruns_everything_and_buys_only_new_images(
+    base: tuple[Workdir, Path], tmp_path: Path
+) -> None:
+    workdir = _copy(base, tmp_path)
+    data, flipped = _flip_three_labels(base[1], tmp_path)
     bought_before = _purchases(workdir)
     old_stages = _state(workdir)["stages"]
 
