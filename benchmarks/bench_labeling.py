@@ -62,7 +62,7 @@ from iris.pseudolabel.knn import ensemble_vote
 from iris.pseudolabel.members import parse_members
 from iris.report.label_efficiency import draw_label_efficiency
 from iris.rounds import Candidates, audit_estimate, audit_sample, decide, pick
-from iris.rounds.labeler import PROBE_C, blend, knn_share, probe_share
+from iris.rounds.labeler import PROBE_C, blend, check_labeler, knn_share, probe_share
 
 PAIRS = {"tshirt-shirt": (6, 0), "pullover-coat": (4, 2)}
 """Task name → (positive class, negative class) of Fashion-MNIST."""
@@ -421,7 +421,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--labeler", choices=["knn", "knn+probe"], default=LABELER)
     parser.add_argument("--no-sweep", action="store_true", help="skip the curve's extra budgets")
     parser.add_argument("--png", type=Path, default=Path("benchmarks/label_efficiency.png"))
     for f in dataclasses.fields(RoundsSettings):
@@ -436,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, f.name, None) is not None
         },
     )
-    LABELER = args.labeler
+    LABELER = check_labeler(r.labeler)  # --labeler is [rounds] labeler, as every [rounds] key
     print(f"rounds: {r}; labeler {LABELER}", flush=True)
     panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     coverage: list[bool] = []
