@@ -37,6 +37,7 @@ from iris.config import Settings
 from iris.contract import StageReport
 from iris.crowd.aggregation import Aggregated, aggregate
 from iris.crowd.backends.base import (
+    ROUNDS_DIR,
     Backend,
     CampaignInputs,
     CampaignStatus,
@@ -84,7 +85,6 @@ def build_inputs(
     return CampaignInputs(spec=spec, tasks=tasks, ground_truth=ground_truth, root=workdir.root)
 
 
-ROUNDS_DIR = "rounds"
 GROWS_IN_PLACE = frozenset({"web"})
 """Backends whose one campaign takes new tasks as it runs (the web labeler's queue)."""
 

@@ -194,3 +194,40 @@ def test_default_rules_ban_the_spammers_and_keep_the_honest_on_hard_images(
         pl.col("worker").is_in([w for w, k in kinds.items() if k != "good" and w not in banned])
     )
     assert left["page"].to_list() == ([] if rules == "iris" else [3])
+
+
+def test_a_later_round_keeps_the_exams_and_the_bans_of_the_earlier_ones(tmp_path: Path) -> None:
+    """Round 1 of a campaign (its own tasks, the same people): nobody examined in round 0 is
+    paid for an exam again, and nobody banned in round 0 answers a page of round 1."""
+    inputs, truth = _inputs(tmp_path, n_gt=200, n_tasks=1500, seed=3)
+    first = inputs.tasks.head(900)
+    later = inputs.tasks.slice(900)
+    difficulty = {i: 0.6 for i in truth}
+    population: dict[str, float | int] = {
+        "workers": 30,
+        "spammers": 0.2,
+        "fast_clickers": 0.1,
+        "pages_per_worker": 12,
+        "seed": 3,
+    }
+    round0 = simulated.simulate(
+        CampaignInputs(inputs.spec, first, inputs.ground_truth, tmp_path),
+        truth=truth,
+        difficulty=difficulty,
+        population=population,
+    )
+    examined = set(round0.exams["worker"])
+    banned = set(round0.bans["worker"])
+    assert banned and examined > banned
+    again = CampaignInputs(inputs.spec, later, inputs.ground_truth, tmp_path)
+    fresh = simulated.simulate(again, truth=truth, difficulty=difficulty, population=population)
+    kept = simulated.simulate(
+        again, truth=truth, difficulty=difficulty, population=population, examined=examined, banned=banned
+    )
+    assert not set(kept.exams["worker"]) & examined  # exams taken only by newcomers, if any
+    assert not set(kept.answers["worker"]) & banned
+    assert set(fresh.answers["worker"]) & banned  # a fresh round would have let them back in
+    price = inputs.spec.exam_price
+    # Most of a fresh round's exams are those of people already examined: they are not paid again.
+    assert kept.cost < fresh.cost - price * len(examined) / 2
+    assert kept.tasks_done == fresh.tasks_done == later.height

@@ -164,6 +164,11 @@ class Backend(Protocol):
     def stop(self, inputs: CampaignInputs) -> CampaignStatus: ...
 
 
+ROUNDS_DIR = "rounds"
+"""``WORK/crowd/rounds/N``: the state of a campaign's round N ≥ 1 (round 0's is ``WORK/crowd``);
+a backend keeps its own under ``<round>/<backend name>``."""
+
+
 # Backends are imported on demand: toloka-kit is an optional extra.
 BACKENDS: dict[str, str] = {
     "simulated": "iris.crowd.backends.simulated:SimulatedBackend",

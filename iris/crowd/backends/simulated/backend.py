@@ -1,4 +1,10 @@
-"""Backend ``simulated``: the campaign runs to completion inside ``launch``."""
+"""Backend ``simulated``: the campaign runs to completion inside ``launch``.
+
+A campaign's rounds (``WORK/crowd`` then ``WORK/crowd/rounds/N``) are one crowd: the people
+examined in an earlier round keep their exam's result and are not paid for it again, and the
+people banned in an earlier round are not let back in, as on a platform whose skills and
+bans outlive a pool.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from iris.config import Settings
-from iris.crowd.backends.base import CampaignInputs, CampaignStatus, Collected, Plan, tasks_done
+from iris.crowd.backends.base import ROUNDS_DIR, CampaignInputs, CampaignStatus, Collected, Plan, tasks_done
 from iris.crowd.backends.simulated.engine import SimulationResult, simulate
 from iris.crowd.backends.simulated.log import PurchaseLog
 from iris.crowd.backends.simulated.truth import load_difficulty, load_truth
@@ -30,6 +36,15 @@ class SimulatedBackend:
     def difficulty_path(self) -> Path:
         """The people's per-image difficulty, fitted once on the answer key (see ``truth``)."""
         return self.state_dir / "difficulty.parquet"
+
+    def earlier_rounds(self) -> list[PurchaseLog]:
+        """The purchase logs of the campaign's rounds before this one (none for round 0)."""
+        round_dir = self.state_dir.parent
+        if round_dir.parent.name != ROUNDS_DIR or not round_dir.name.isdigit():
+            return []
+        crowd = round_dir.parent.parent
+        dirs = [crowd, *(round_dir.parent / str(i) for i in range(1, int(round_dir.name)))]
+        return [PurchaseLog(d / self.name / "pages.jsonl") for d in dirs]
 
     def _population(self) -> dict[str, float | int]:
         c = self.settings.crowd
@@ -68,12 +83,15 @@ class SimulatedBackend:
         difficulty = load_difficulty(
             inputs, ids, seed=self.settings.crowd.seed, settings=self.settings, cache=self.difficulty_path
         )
+        earlier = [key for log in self.earlier_rounds() for key in log.records]
         return simulate(
             inputs,
             truth=truth,
             difficulty=difficulty,
             population=self._population(),
             log=PurchaseLog(self.log_path),
+            examined={k.removeprefix("exam:") for k in earlier if k.startswith("exam:")},
+            banned={k.removeprefix("ban:") for k in earlier if k.startswith("ban:")},
         )
 
     def launch(self, inputs: CampaignInputs) -> CampaignStatus:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -265,6 +265,9 @@ class Simulation:
         log: purchase log to resume from and append to; None keeps everything in memory.
         pick_honeypots: chooses each page's honeypots (a platform's own rule plugs in here).
         quality_control: the rules that ban (default: iris's own, :class:`quality.QualityState`).
+        examined: people who took (and were paid for) the exam in an earlier round of this
+            campaign: they keep its result (the skill it granted) and are not paid again.
+        banned: people banned in an earlier round: they are not let back in.
     """
 
     def __init__(
@@ -277,8 +280,12 @@ class Simulation:
         log: PurchaseLog | None = None,
         pick_honeypots: HoneypotPicker = least_seen_honeypots,
         quality_control: QualityControl | None = None,
+        examined: Collection[str] = (),
+        banned: Collection[str] = (),
     ) -> None:
         self.spec = inputs.spec
+        self.examined_before = frozenset(examined)
+        self.banned_before = frozenset(banned)
         self.truth = truth
         self.difficulty = difficulty
         self.population = population
@@ -350,6 +357,10 @@ class Simulation:
             cohort=cohort,
         )
         for w in people:
+            if w.id in self.banned_before:
+                continue
+            # The exam is seeded by the person: one examined in an earlier round gets the
+            # same result, which stands for the skill the platform kept.
             exam = w.take_exam(
                 self.training_ids,
                 self.exam_ids,
@@ -357,17 +368,18 @@ class Simulation:
                 exam_pass=self.spec.exam_pass,
                 seed=self.seed,
             )
-            self._pay_exam(w)
-            self.exams.append(
-                {
-                    "worker": w.id,
-                    "kind": w.kind,
-                    "hints": exam.hints,
-                    "correct": exam.correct,
-                    "total": exam.total,
-                    "passed": exam.passed,
-                }
-            )
+            if w.id not in self.examined_before:
+                self._pay_exam(w)
+                self.exams.append(
+                    {
+                        "worker": w.id,
+                        "kind": w.kind,
+                        "hints": exam.hints,
+                        "correct": exam.correct,
+                        "total": exam.total,
+                        "passed": exam.passed,
+                    }
+                )
             if exam.passed:
                 # Toloka: the exam's control answers count in the main pool's honeypot window
                 # only if both rules set history_size (platform.EXAM_SHARES_HONEYPOT_HISTORY).
@@ -542,6 +554,8 @@ def simulate(
     population: Mapping[str, float | int],
     log: PurchaseLog | None = None,
     rules: Literal["toloka", "iris"] = "toloka",
+    examined: Collection[str] = (),
+    banned: Collection[str] = (),
 ) -> SimulationResult:
     """Run the whole campaign with virtual people (see :class:`Simulation` for the arguments).
 
@@ -551,7 +565,15 @@ def simulate(
             (honeypots re-used once all are seen, :mod:`iris.crowd.quality`).
     """
     if rules == "iris":
-        return Simulation(inputs, truth=truth, difficulty=difficulty, population=population, log=log).run()
+        return Simulation(
+            inputs,
+            truth=truth,
+            difficulty=difficulty,
+            population=population,
+            log=log,
+            examined=examined,
+            banned=banned,
+        ).run()
     spec = inputs.spec
     gold = inputs.gold
     qc = platform.TolokaQualityControl(
@@ -566,4 +588,6 @@ def simulate(
         log=log,
         pick_honeypots=platform.unseen_honeypots,
         quality_control=SkillOnTop(qc, qc.gold, spec.rules.skill) if spec.rules.skill.on else qc,
+        examined=examined,
+        banned=banned,
     ).run()
