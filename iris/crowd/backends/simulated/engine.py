@@ -29,6 +29,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -564,30 +565,25 @@ def simulate(
             never repeated to a person, Toloka's quality control); ``iris`` iris's own rules
             (honeypots re-used once all are seen, :mod:`iris.crowd.quality`).
     """
+    simulation = partial(
+        Simulation,
+        inputs,
+        truth=truth,
+        difficulty=difficulty,
+        population=population,
+        log=log,
+        examined=examined,
+        banned=banned,
+    )
     if rules == "iris":
-        return Simulation(
-            inputs,
-            truth=truth,
-            difficulty=difficulty,
-            population=population,
-            log=log,
-            examined=examined,
-            banned=banned,
-        ).run()
+        return simulation().run()
     spec = inputs.spec
     gold = inputs.gold
     qc = platform.TolokaQualityControl(
         platform.TolokaRules.of(spec.rules, overlap=spec.overlap),
         dict(zip(gold["task"].to_list(), gold["label"].to_list(), strict=True)),
     )
-    return Simulation(
-        inputs,
-        truth=truth,
-        difficulty=difficulty,
-        population=population,
-        log=log,
+    return simulation(
         pick_honeypots=platform.unseen_honeypots,
         quality_control=SkillOnTop(qc, qc.gold, spec.rules.skill) if spec.rules.skill.on else qc,
-        examined=examined,
-        banned=banned,
     ).run()
