@@ -48,7 +48,7 @@ import polars as pl
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
-from iris.config import PseudolabelSettings, RoundsSettings, Settings
+from iris.config import PseudolabelSettings, RoundsSettings, Settings, check_settings
 from iris.crowd import aggregation
 from iris.crowd.backends.base import CampaignInputs
 from iris.crowd.backends.simulated import simulate
@@ -62,7 +62,7 @@ from iris.pseudolabel.knn import ensemble_vote
 from iris.pseudolabel.members import parse_members
 from iris.report.label_efficiency import draw_label_efficiency
 from iris.rounds import Candidates, audit_estimate, audit_sample, decide, pick
-from iris.rounds.labeler import PROBE_C, blend, check_labeler, knn_share, probe_share
+from iris.rounds.labeler import PROBE_C, blend, knn_share, probe_share
 
 PAIRS = {"tshirt-shirt": (6, 0), "pullover-coat": (4, 2)}
 """Task name → (positive class, negative class) of Fashion-MNIST."""
@@ -435,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, f.name, None) is not None
         },
     )
-    LABELER = check_labeler(r.labeler)  # --labeler is [rounds] labeler, as every [rounds] key
+    check_settings(dataclasses.replace(Settings(), rounds=r))  # every [rounds] key, --labeler too
+    LABELER = r.labeler
     print(f"rounds: {r}; labeler {LABELER}", flush=True)
     panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     coverage: list[bool] = []

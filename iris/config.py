@@ -185,6 +185,8 @@ BackboneName = Literal[
 """Names in :data:`iris.embed.backbones.BACKBONES` (that registry imports torch, so the names
 are repeated here to be checked at load; a test keeps the two equal)."""
 ScheduleName = Literal["noam", "cosine", "constant"]
+RoundLabeler = Literal["knn", "knn+probe"]
+"""The crowd rounds' automatic labels (:mod:`iris.rounds.labeler`)."""
 """Names in :data:`iris.train.schedule.SCHEDULES`."""
 
 
@@ -501,7 +503,7 @@ class RoundsSettings:
 
     strategy: Literal["iris", "seed", "random", "least-certain", "whole-pool", "none"] = "iris"
     """What a round buys (:data:`iris.rounds.strategies.STRATEGIES`); ``seed``: no rounds."""
-    labeler: Literal["knn", "knn+probe"] = "knn+probe"
+    labeler: RoundLabeler = "knn+probe"
     """The automatic labels rounds pick by and the unbought images keep
     (:mod:`iris.rounds.labeler`): the kNN ensemble over every label known so far, alone or
     averaged with a logistic regression on the embeddings."""

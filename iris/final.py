@@ -160,9 +160,7 @@ def build_final(workdir: Workdir, *, rounds: bool = False) -> tuple[pl.DataFrame
             f"{path} is missing: the crowd stage writes it after its last round "
             '(run `iris run`, or set [rounds] strategy = "seed" to label from the pseudo-labels)'
         )
-    return combine_labels(
-        images, aggregated=aggregated, pseudolabels=pseudo, round_labels=tables.read(path, ROUND_LABELS)
-    )
+    return combine_labels(images, aggregated=aggregated, round_labels=tables.read(path, ROUND_LABELS))
 
 
 def count(final: pl.DataFrame, conflicts: pl.DataFrame) -> FinalCounts:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -25,8 +24,6 @@ from iris.errors import InputError
 from iris.neighbours import Neighbours, vote
 from iris.pseudolabel.members import Member
 
-Labeler = Literal["knn", "knn+probe"]
-LABELERS: tuple[str, ...] = ("knn", "knn+probe")
 PROBE_C = 1.0
 """Inverse regularisation of the probe (scikit-learn's ``C``)."""
 
@@ -81,24 +78,10 @@ def blend(knn_p1: npt.NDArray[np.float64], probe_p1: npt.NDArray[np.float64] | N
     return AutoLabels(label=(p1 > 0.5).astype(np.int64), certainty=np.abs(2 * p1 - 1), p1=p1)
 
 
-def check_labeler(name: str) -> Labeler:
-    """``name`` as a :data:`Labeler`.
-
-    Raises:
-        InputError: not one of :data:`LABELERS`.
-    """
-    if name not in LABELERS:
-        raise InputError(f"round labeler: got {name!r}, expected one of {', '.join(LABELERS)}")
-    return name  # type: ignore[return-value]
-
-
 __all__ = [
-    "LABELERS",
     "PROBE_C",
     "AutoLabels",
-    "Labeler",
     "blend",
-    "check_labeler",
     "knn_share",
     "probe_share",
 ]

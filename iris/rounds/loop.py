@@ -320,13 +320,14 @@ def run_rounds(ctx: StageContext) -> RoundsReport:
         tables.write(tables.empty(tables.ANSWERS), workdir.table("answers"))
         ctx.echo("[crowd] rounds: strategy none (or an empty pool): nothing bought")
     index = done.height
+    learned = False  # the pool holds the crowd labels of everything bought so far
     stopped = bool(done.height) and _still_stopped(done.row(-1, named=True), r, round_n + audit_n, budget)
     while not stopped and r.strategy != "none" and n_pool:
         started = time.perf_counter()
         drawn = drawn_all.filter(pl.col("round") == index)
         spent = len(launched | set(drawn_all["id"].to_list()))
         if not drawn.height:
-            if index:
+            if index and not learned:
                 _learn(pool, store, _aggregated(workdir, settings))
             labels = _label_open(pool, store, settings, watch)
             n_pick = max(0, min(round_n, budget - spent - audit_n))
@@ -344,6 +345,7 @@ def run_rounds(ctx: StageContext) -> RoundsReport:
         require_complete(report)
         aggregated = _aggregated(workdir, settings)
         n_crowd = _learn(pool, store, aggregated)
+        learned = True
         est = _audit(drawn, aggregated)
         crowd_conf = pool.confidence[pool.known & ~pool.points.labeled[pool.rows]]
         crowd_accuracy = float(crowd_conf.mean()) if len(crowd_conf) else 1.0
@@ -386,7 +388,7 @@ def run_rounds(ctx: StageContext) -> RoundsReport:
         index += 1
     # The final automatic labels, with everything bought.
     answers = tables.read(workdir.table("answers"), tables.ANSWERS)
-    if answers.filter(~pl.col("is_honeypot")).height:
+    if not learned and answers.filter(~pl.col("is_honeypot")).height:
         _learn(pool, store, _aggregated(workdir, settings))
     labels = _label_open(pool, store, settings, watch)
     open_rows = np.flatnonzero(~pool.known & pool.points.pool[pool.rows])

@@ -137,6 +137,16 @@ def test_evaluate_bans_by_skill_after_the_other_rules() -> None:
     assert bans.filter(pl.col("rule") == "skill")["until"].to_list() == [T0 + timedelta(days=7)]
 
 
+SMALL_CROWD: dict[str, float | int] = {
+    "workers": 30,
+    "spammers": 0.2,
+    "fast_clickers": 0.1,
+    "pages_per_worker": 12,
+    "seed": 3,
+}
+"""A cohort of 30 people a round: 20% spammers and 10% fast clickers drawn, the rest honest."""
+
+
 def _inputs(tmp_path: Path, *, n_gt: int, n_tasks: int, seed: int) -> tuple[CampaignInputs, dict[int, int]]:
     rng = np.random.default_rng(seed)
     ids = np.arange(1, n_gt + n_tasks + 1)
@@ -167,13 +177,7 @@ def test_default_rules_ban_the_spammers_and_keep_the_honest_on_hard_images(
     honest person is banned, and every spammer and fast clicker who stays past 3 pages is."""
     inputs, truth = _inputs(tmp_path, n_gt=200, n_tasks=1500, seed=3)
     difficulty = {i: 0.6 for i in truth}
-    population: dict[str, float | int] = {
-        "workers": 30,
-        "spammers": 0.2,
-        "fast_clickers": 0.1,
-        "pages_per_worker": 12,
-        "seed": 3,
-    }
+    population = SMALL_CROWD
     result = simulated.simulate(
         inputs,
         truth=truth,
@@ -203,13 +207,7 @@ def test_a_later_round_keeps_the_exams_and_the_bans_of_the_earlier_ones(tmp_path
     first = inputs.tasks.head(900)
     later = inputs.tasks.slice(900)
     difficulty = {i: 0.6 for i in truth}
-    population: dict[str, float | int] = {
-        "workers": 30,
-        "spammers": 0.2,
-        "fast_clickers": 0.1,
-        "pages_per_worker": 12,
-        "seed": 3,
-    }
+    population = SMALL_CROWD
     round0 = simulated.simulate(
         CampaignInputs(inputs.spec, first, inputs.ground_truth, tmp_path),
         truth=truth,
