@@ -329,6 +329,7 @@ def run_rounds(ctx: StageContext) -> RoundsReport:
         if not drawn.height:
             if index and not learned:
                 _learn(pool, store, _aggregated(workdir, settings))
+                learned = True
             labels = _label_open(pool, store, settings, watch)
             n_pick = max(0, min(round_n, budget - spent - audit_n))
             drawn = _draw(
