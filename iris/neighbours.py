@@ -32,7 +32,7 @@ duplicate outweighs the rest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -140,17 +140,21 @@ def neighbours_from_hits(
     k: int,
     exclude: Sequence[int] | None = None,
     distance: Distance = "cosine",
+    label_of: Mapping[int, int] | None = None,
 ) -> Neighbours:
     """Turn query results into arrays, dropping each query's own id when given.
 
     Args:
-        hits: one list of hits per query, best first; payloads carry an integer ``label``.
+        hits: one list of hits per query, best first; payloads carry an integer ``label``
+            (or ``label_of`` gives them).
         k: neighbours kept per query (after dropping ``exclude``).
         exclude: per query, an id to drop from its hits (leave-one-out: the image itself).
         distance: the collection's distance, to read scores as cosine similarity.
+        label_of: each hit's label by id, for hits queried without payloads (a payload per
+            hit made a million queries five times slower).
 
     Raises:
-        InputError: a hit lacks an integer ``label`` in its payload, or ``exclude`` has
+        InputError: a hit lacks an integer ``label`` in its payload (or in ``label_of``), or ``exclude`` has
             another length than ``hits``.
     """
     n = len(hits)
@@ -167,7 +171,7 @@ def neighbours_from_hits(
                 continue
             if col == k:
                 break
-            label = hit.payload.get("label")
+            label = hit.payload.get("label") if label_of is None else label_of.get(hit.id)
             if label is None or (isinstance(label, float) and not float(label).is_integer()):
                 raise InputError(f"point {hit.id}: payload label {label!r} is not a class (0/1)")
             ids[row, col] = hit.id

@@ -41,7 +41,7 @@ from iris.neighbours import (
     neighbours_from_hits,
     vote,
 )
-from iris.stagekit import CLUSTERED_SPLITS, query_by_id, store_distance
+from iris.stagekit import CLUSTERED_SPLITS, exact_search, query_by_id, store_distance
 from iris.store.base import Filter, VectorStore
 from iris.tables import FINAL_LABELS, IMAGES, Origin, Split
 from iris.workdir import Workdir
@@ -193,6 +193,7 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
     final, conflicts = build_final(workdir, rounds=settings.rounds.loop)
     tables.write(conflicts, workdir.table("final_conflicts"))
     _write_labeled_payload(store, final, cfg.batch_size)
+    exact = exact_search(store, cfg.exact, settings.store.exact_max_points)
 
     # Cross-validation: every labeled point's neighbours among the labeled points, fetched
     # once with a k large enough that max(ks) remain after dropping itself and its fold
@@ -205,7 +206,7 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
         labeled_ids.tolist(),
         k=fetch_k,
         batch_size=cfg.batch_size,
-        exact=cfg.exact,
+        exact=exact,
         desc="propagate: cv queries",
     )
     # Rows must stay in query order (labels align with cv_ids): polars keeps no join order unless told.
@@ -238,7 +239,7 @@ def propagate(workdir: Workdir, settings: Settings, store: VectorStore) -> Propa
     propagated = pl.DataFrame(schema=FINAL_LABELS)
     if targets:
         found, neighbours = _query(
-            store, targets, k=chosen.k, batch_size=cfg.batch_size, exact=cfg.exact, desc="propagate: labeling"
+            store, targets, k=chosen.k, batch_size=cfg.batch_size, exact=exact, desc="propagate: labeling"
         )
         prior = int(final["label"].mean() > 0.5) if final.height else 0  # type: ignore[operator]
         chosen_vote = vote(

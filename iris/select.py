@@ -22,10 +22,12 @@ A new shortlist after a campaign loses nothing: the campaign keeps every image i
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from iris.config import Settings
@@ -34,8 +36,8 @@ from iris.errors import StageOrderError
 from iris.pseudolabel.consensus import AUTO, PROBLEMATIC
 from iris.pseudolabel.kmeans import normalise
 from iris.shortlist import NEIGHBOUR, build_shortlist, count_problematic_neighbours
-from iris.stagekit import CLUSTERED_SPLITS, HITS_CHUNK, Stopwatch, batched_query, read_points
-from iris.store.base import Filter, Payload, VectorStore
+from iris.stagekit import CLUSTERED_SPLITS, HITS_CHUNK, Stopwatch, batched_query, exact_search, read_points
+from iris.store.base import Filter, Hit, VectorStore
 from iris.tables import PSEUDOLABELS, read, write
 from iris.workdir import Workdir
 
@@ -61,7 +63,7 @@ class SelectReport(StageReport):
 
 
 def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectReport:
-    """Write ``tables/shortlist.parquet`` and mark shortlisted neighbours in the store.
+    """Write ``tables/shortlist.parquet`` (the store is only read, as in pseudolabel).
 
     The embedding map is :func:`iris.report.embedding_map.embedding_map`'s to draw, from
     the tables this writes.
@@ -89,36 +91,27 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
     rows = np.array([row_of[int(i)] for i in ids], dtype=np.int64)
     problematic = set(pseudolabels.filter(pl.col("status") == PROBLEMATIC)["id"].to_list())
 
+    exact = exact_search(store, s.exact, settings.store.exact_max_points)
+    outside = set(points.exported.ids[~np.isin(points.split, CLUSTERED_SPLITS)].tolist())
     with watch.phase("neighbours"):
         counts = np.zeros(len(rows), dtype=np.int32)
         # A chunk at a time, ids only: a million images' hit lists would not fit in memory.
         for start in range(0, len(rows), HITS_CHUNK):
             part = slice(start, start + HITS_CHUNK)
-            hits = batched_query(
+            hits = _neighbourhoods(
                 store,
                 normalise(points.exported.vectors[rows[part]]),
                 k=s.neighbours + 1,  # the image itself usually comes back first and is dropped
-                flt=NEIGHBOURHOOD,
+                outside=outside,
+                share_outside=len(outside) / max(len(points.split), 1),
                 batch_size=s.batch_size,
-                exact=s.exact,
-                desc="neighbours",
+                exact=exact,
                 watch=watch,
-                with_payload=False,
             )
             counts[part] = count_problematic_neighbours(hits, ids[part], problematic, k=s.neighbours)
 
     shortlist, cut = build_shortlist(pseudolabels, counts, budget=s.budget)
     write(shortlist, workdir.table("shortlist"))
-
-    with watch.phase("payload"):
-        neighbours = set(shortlist.filter(pl.col("reason") == NEIGHBOUR)["id"].to_list())
-        # Every pool point is rewritten so a re-run with other settings leaves no stale "neighbour".
-        updates: dict[int, Payload] = {
-            int(i): {"status": NEIGHBOUR if i in neighbours else str(st)}
-            for i, st in zip(ids.tolist(), pseudolabels["status"].to_list(), strict=True)
-        }
-        with watch.timing():
-            store.set_payload(updates)
 
     n_pool = int(points.pool.sum())
     n_neighbours = int((shortlist["reason"] == NEIGHBOUR).sum())
@@ -136,6 +129,71 @@ def select(workdir: Workdir, settings: Settings, store: VectorStore) -> SelectRe
         shortlist_fraction=shortlist.height / n_pool if n_pool else 0.0,
         timings=watch.timings(),
     )
+
+
+def _neighbourhoods(
+    store: VectorStore,
+    vectors: npt.NDArray[np.float32],
+    *,
+    k: int,
+    outside: set[int],
+    share_outside: float,
+    batch_size: int,
+    exact: bool,
+    watch: Stopwatch,
+) -> list[list[Hit]]:
+    """Each vector's ``k`` nearest points among gt and pool (never a test image), best first.
+
+    Asked without a filter for a few more than ``k`` and the test images dropped: an
+    unfiltered HNSW search was 1.5 times faster than one filtered on the split (300K points).
+    Rows left with fewer than ``k`` (test images crowded them out) are asked again with the
+    filter, so the result is the filtered search's.
+    """
+    if not outside:
+        return batched_query(
+            store,
+            vectors,
+            k=k,
+            flt=None,
+            batch_size=batch_size,
+            exact=exact,
+            desc="neighbours",
+            watch=watch,
+            with_payload=False,
+        )
+    extra = max(2, math.ceil(k * share_outside * 3))
+    hits = batched_query(
+        store,
+        vectors,
+        k=k + extra,
+        flt=None,
+        batch_size=batch_size,
+        exact=exact,
+        desc="neighbours",
+        watch=watch,
+        with_payload=False,
+    )
+    kept = [[h for h in row if h.id not in outside][:k] for row in hits]
+    short = [
+        r
+        for r, (row, full) in enumerate(zip(kept, hits, strict=True))
+        if len(row) < k and len(full) == k + extra
+    ]
+    if short:
+        again = batched_query(
+            store,
+            vectors[short],
+            k=k,
+            flt=NEIGHBOURHOOD,
+            batch_size=batch_size,
+            exact=exact,
+            desc="neighbours (crowded by test images)",
+            watch=watch,
+            with_payload=False,
+        )
+        for r, row in zip(short, again, strict=True):
+            kept[r] = row
+    return kept
 
 
 def run(ctx: StageContext) -> SelectReport:

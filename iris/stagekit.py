@@ -6,6 +6,7 @@ Stages never import each other; what two of them need lives here (and the kNN ru
 * :func:`read_points`: every point, split into labeled / pool / the rest (:class:`Points`);
 * :func:`batched_query`: ``query_batch`` over many vectors, a batch at a time, with a bar;
 * :func:`query_by_id`: retrieve stored points by id, then query with their vectors;
+* :func:`exact_search`: whether a stage's ``exact`` searches stay exhaustive at this store's size;
 * :class:`Stopwatch`: seconds spent in the store, and wall seconds per phase of a stage;
 * :func:`launched_tasks`: how many tasks the crowd campaign of the work directory was launched
   with (crowd and aggregate both skip when the crowd had nothing to do).
@@ -122,6 +123,16 @@ def store_distance(store: VectorStore) -> Distance:
     getter = getattr(store, "distance", None)
     value = getter() if callable(getter) else None
     return value or "cosine"
+
+
+def exact_search(store: VectorStore, wanted: bool, max_points: int) -> bool:
+    """Whether searches a stage asks to be exact (``wanted``) run exhaustively on ``store``.
+
+    Exhaustive while the collection holds at most ``max_points`` points (``store.exact_max_points``;
+    0: no limit), HNSW past it: over a million points an exhaustive neighbour search of every
+    image is about 10^12 distance terms, hours on two cores.
+    """
+    return wanted and (max_points == 0 or store.count() <= max_points)
 
 
 def batched_query(

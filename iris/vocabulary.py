@@ -21,10 +21,11 @@ class Split(StrEnum):
 
 
 class Status(StrEnum):
-    """Where an image stands in the pipeline (payload key ``status``).
+    """Where an image stands in the pipeline.
 
-    Set by embed (``gt``, ``unlabeled``, ``test``), pseudolabel (``auto``,
-    ``problematic``) and select (``neighbour``); who labeled an image is :class:`Origin`.
+    Set by embed (``gt``, ``unlabeled``, ``test``: payload key ``status``), pseudolabel
+    (``auto``, ``problematic``: its table) and select (``neighbour``: the shortlist); the
+    current one is :func:`iris.statuses.statuses`. Who labeled an image is :class:`Origin`.
     """
 
     GT = "gt"

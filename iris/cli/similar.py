@@ -74,6 +74,7 @@ def similar_command(
 ) -> None:
     """Print the K nearest images of image ID (or of --image FILE) with score, split, label, status."""
     from iris.errors import InputError
+    from iris.statuses import lookup, status_filter
     from iris.store import open_store
     from iris.store.similar import find_similar, similar_filter
 
@@ -84,15 +85,29 @@ def similar_command(
     vector = None
     if image is not None:
         vector = _encode(state, image)
+    by_status = status_filter(state.workdir, statuses)
     with open_store(state.workdir, settings) as store:
         result = find_similar(
             store,
             point_id=query_id,
             vector=vector,
             k=k,
-            flt=similar_filter(splits=splits, statuses=statuses, origins=origins, label=label),
+            flt=similar_filter(
+                splits=splits,
+                statuses=tuple(by_status.must.get("status", ())) if by_status else (),
+                origins=origins,
+                label=label,
+                ids=by_status.ids if by_status else None,
+            ),
             exact=exact,
         )
+    # Statuses and pseudo-labels of later stages are in the tables (iris.statuses).
+    shown: list[tuple[int | None, dict[str, Any]]] = [(h.id, h.payload) for h in result.hits]
+    shown.append((query_id, result.query_payload))
+    known = lookup(state.workdir, [i for i, _ in shown if i is not None])
+    for shown_id, payload in shown:
+        if shown_id is not None and shown_id in known:
+            payload["status"], payload["pseudo_label"] = known[shown_id]
     rows = [
         {
             "id": hit.id,

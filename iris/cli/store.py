@@ -55,7 +55,7 @@ def info_command(
     from iris.store.copy import describe
 
     with open_store(state.workdir, store_settings(state, qdrant_url, api_key, collection)) as store:
-        info = describe(store)
+        info = describe(store, state.workdir)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return

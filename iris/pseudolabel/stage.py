@@ -1,10 +1,11 @@
 """The pseudolabel stage: kNN ensemble over Qdrant + seeded KMeans + consensus.
 
 Reads the vectors and payloads from the store, writes ``tables/pseudolabels.parquet``
-(:data:`iris.tables.PSEUDOLABELS`) for every unlabeled pool image,
+(:data:`iris.tables.PSEUDOLABELS`) for every unlabeled pool image and
 ``tables/member_votes.parquet`` (``id`` + one Int8 column per member, null when that
-member was not confident), and sets ``pseudo_label`` and ``status`` in the payload of
-those pool points. Labeled points and test points are never touched.
+member was not confident). The store is only read: a payload write would move every pool
+point out of its HNSW segment, and re-indexing a million of them costs more than the
+stage (statuses are read from the tables: :mod:`iris.statuses`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import polars as pl
 from iris.config import Settings
 from iris.contract import StageContext, StageReport
 from iris.errors import InputError, StageOrderError
-from iris.neighbours import NO_LABEL
+from iris.neighbours import NO_LABEL, neighbours_from_hits
 from iris.pseudolabel.consensus import AUTO, consensus
 from iris.pseudolabel.estimate import Estimate, kfold_cluster_labels, leave_one_out
 from iris.pseudolabel.kmeans import SeededKMeans, normalise
@@ -35,10 +36,11 @@ from iris.stagekit import (
     Points,
     Stopwatch,
     batched_query,
+    exact_search,
     read_points,
     store_distance,
 )
-from iris.store.base import Distance, Payload, VectorStore
+from iris.store.base import Distance, VectorStore
 from iris.tables import PSEUDOLABELS, check, member_votes_schema, write
 from iris.workdir import Workdir
 
@@ -100,6 +102,11 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
     vectors = normalise(points.exported.vectors)
     pool_rows = np.flatnonzero(points.pool)
     k_max = max(m.k for m in members)
+    exact = exact_search(store, s.exact, settings.store.exact_max_points)
+    # The hits come without payloads; the labeled points' labels are known here already.
+    label_of = dict(
+        zip(points.exported.ids[labeled_rows].tolist(), points.labels[labeled_rows].tolist(), strict=True)
+    )
 
     # One batched query per image with the largest k serves every member: each member
     # slices its first k, and metrics differ only in how scores become distances.
@@ -114,13 +121,14 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
                 k=k_max,
                 flt=LABELED,
                 batch_size=s.batch_size,
-                exact=s.exact,
+                exact=exact,
                 desc="kNN ensemble",
                 watch=watch,
+                with_payload=False,
             )
             parts.append(
                 ensemble_vote(
-                    hits,
+                    neighbours_from_hits(hits, k=k_max, distance=distance, label_of=label_of),
                     members,
                     confidence=s.confidence,
                     quorum=s.quorum,
@@ -149,14 +157,6 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
     ids = points.exported.ids[pool_rows]
     _write_tables(workdir, ids, votes.knn_label, votes.knn_share, cluster, cluster_label, auto_label, status)
     _write_member_votes(workdir, ids, [m.name for m in members], votes.member_labels)
-
-    with watch.phase("payload"):
-        updates: dict[int, Payload] = {
-            int(i): {"pseudo_label": int(a) if a != NO_LABEL else None, "status": str(st)}
-            for i, a, st in zip(ids.tolist(), auto_label.tolist(), status.tolist(), strict=True)
-        }
-        with watch.timing():
-            store.set_payload(updates)
 
     with watch.phase("estimate"):
         estimate = _estimate(store, points, vectors, labeled_rows, clustered_rows, settings, distance, watch)
@@ -215,7 +215,7 @@ def _estimate(
         k=k_max + 1,
         flt=LABELED,
         batch_size=s.batch_size,
-        exact=s.exact,
+        exact=exact_search(store, s.exact, settings.store.exact_max_points),
         desc="leave-one-out",
         watch=watch,
     )

@@ -61,6 +61,7 @@ from iris.stagekit import (
     Points,
     Stopwatch,
     batched_query,
+    exact_search,
     read_points,
     store_distance,
 )
@@ -157,6 +158,7 @@ def _label_open(pool: _Pool, store: VectorStore, settings: Settings, watch: Stop
     members = parse_members(settings.pseudolabel.members)
     k = max(m.k for m in members)
     open_rows = np.flatnonzero(~pool.known)
+    exact = exact_search(store, settings.pseudolabel.exact, settings.store.exact_max_points)
     shares = []
     for start in range(0, len(open_rows), HITS_CHUNK):
         hits = batched_query(
@@ -165,7 +167,7 @@ def _label_open(pool: _Pool, store: VectorStore, settings: Settings, watch: Stop
             k=k,
             flt=KNOWN,
             batch_size=settings.pseudolabel.batch_size,
-            exact=settings.pseudolabel.exact,
+            exact=exact,
             desc="rounds: kNN",
             watch=watch,
         )

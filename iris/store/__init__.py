@@ -93,5 +93,13 @@ def open_store(workdir: Workdir, settings: Settings, *, collection: str | None =
             shards=conf.shards,
             replication_factor=conf.replication_factor,
             write_consistency=conf.write_consistency,
+            quantization=conf.quantization,
+            oversampling=conf.oversampling,
         )
-    return EdgeStore(workdir.qdrant, collection=name, hnsw_ef=conf.hnsw_ef)
+    return EdgeStore(
+        workdir.qdrant,
+        collection=name,
+        hnsw_ef=conf.hnsw_ef,
+        quantization=conf.quantization,
+        oversampling=conf.oversampling,
+    )

@@ -38,6 +38,8 @@ from iris.vocabulary import SPLITS as SPLITS  # re-exported: the vocabulary live
 from iris.vocabulary import STATUSES as STATUSES
 
 Distance = Literal["cosine", "dot", "euclid"]
+Quantization = Literal["int8", "none"]
+"""How a collection keeps its vectors for HNSW: an int8 copy beside the float one, or floats only."""
 Payload = dict[str, Any]
 
 DISTANCES: tuple[Distance, ...] = ("cosine", "dot", "euclid")
@@ -58,11 +60,13 @@ class Filter:
     ``must={"has_label": True, "split": ["gt", "pool"]}`` keeps points whose ``has_label``
     is True and whose ``split`` is one of the listed values; ``must_not`` excludes likewise.
     A value of ``None`` means "the key is absent or null" (``must_not={"label": None}``
-    keeps points that have a label).
+    keeps points that have a label). ``ids``, when given, keeps only the points with those ids
+    (what lives in the tables rather than the payload, such as a pipeline status).
     """
 
     must: Mapping[str, Any] = field(default_factory=dict)
     must_not: Mapping[str, Any] = field(default_factory=dict)
+    ids: frozenset[int] | None = None
 
     def conditions(self) -> Iterator[tuple[bool, str, Literal["value", "any", "empty"], Any]]:
         """Each condition as ``(negated, key, kind, value)``, values checked.

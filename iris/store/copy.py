@@ -12,13 +12,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from iris.errors import DimensionError, InputError, StageOrderError
 from iris.progress import bar
 from iris.store.base import Exported, VectorStore
+
+if TYPE_CHECKING:
+    from iris.workdir import Workdir
 
 
 @dataclass(frozen=True)
@@ -109,15 +112,21 @@ def read_archive(path: Path) -> tuple[Exported, str]:
     return exported, str(meta["distance"])
 
 
-def describe(store: VectorStore) -> dict[str, Any]:
-    """What ``iris store info`` shows: kind, where, collection, size, points per split/status/origin."""
+def describe(store: VectorStore, workdir: Workdir | None = None) -> dict[str, Any]:
+    """What ``iris store info`` shows: kind, where, collection, size, points per split/status/origin.
+
+    Statuses come from ``workdir``'s tables when it has them (:mod:`iris.statuses`), else
+    from the payload (the status each point entered the store with).
+    """
+    from iris.statuses import counts
     from iris.store.base import Filter
     from iris.vocabulary import ORIGINS, SPLITS, STATUSES
 
     points = store.count()
     by_split = {s: store.count(Filter(must={"split": s})) for s in SPLITS} if points else {}
-    by_status = {s: store.count(Filter(must={"status": s})) for s in STATUSES} if points else {}
-    if points:
+    by_status = (counts(workdir) if workdir is not None and points else None) or {}
+    if points and not by_status:
+        by_status = {s: store.count(Filter(must={"status": s})) for s in STATUSES}
         by_status["(none)"] = store.count(Filter(must={"status": None}))
     by_origin = {o: store.count(Filter(must={"origin": o})) for o in ORIGINS} if points else {}
     layout_of = getattr(store, "layout", None)

@@ -46,6 +46,7 @@ from iris.store.base import (
     Filter,
     Hit,
     Payload,
+    Quantization,
     check_collection,
     check_points,
     check_queries,
@@ -137,6 +138,8 @@ def to_edge_filter(flt: Filter | None) -> qe.Filter | None:
         else:
             condition = qe.FieldCondition(key=key, match=qe.MatchAny(value))
         (must_not if negated else must).append(condition)
+    if flt.ids is not None:
+        must.append(qe.HasIdCondition(set(flt.ids)))
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not or None)
@@ -151,6 +154,11 @@ class EdgeStore:
         hnsw_ef: HNSW search breadth; ``0`` lets Qdrant choose.
         indexing_threshold_kb: segments larger than this get an HNSW index (smaller ones
             are searched exhaustively); ``None`` keeps Qdrant's default. Used on creation.
+        quantization: ``int8`` keeps an int8 copy of every vector in RAM beside the float
+            one (scalar quantization, used on creation): HNSW builds and searches on it,
+            then rescores ``oversampling`` times ``k`` candidates with the float vectors.
+            Exact searches ignore it. ``none``: float vectors only.
+        oversampling: candidates per wanted neighbour that an HNSW search rescores.
     """
 
     kind = "edge"
@@ -162,6 +170,8 @@ class EdgeStore:
         collection: str = "iris",
         hnsw_ef: int = 0,
         indexing_threshold_kb: int | None = None,
+        quantization: Quantization = "none",
+        oversampling: float = 2.0,
     ) -> None:
         if not collection or "/" in collection or collection.startswith("."):
             raise StoreError(f"collection name {collection!r} must be a plain, non-empty folder name")
@@ -170,6 +180,8 @@ class EdgeStore:
         self.path = (self.root / collection).resolve()
         self.hnsw_ef = hnsw_ef
         self.indexing_threshold_kb = indexing_threshold_kb
+        self.quantization = quantization
+        self.oversampling = oversampling
         self._handle: _Handle | None = None
         self._closed = False
         if (self.path / EDGE_CONFIG_FILE).exists():
@@ -279,8 +291,14 @@ class EdgeStore:
         optimizers = None
         if self.indexing_threshold_kb is not None:
             optimizers = qe.EdgeOptimizersConfig(indexing_threshold=self.indexing_threshold_kb)
+        quantization = None
+        if self.quantization == "int8":
+            quantization = qe.ScalarQuantizationConfig(
+                type=qe.ScalarType.Int8, quantile=0.99, always_ram=True
+            )
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dim, distance=_DISTANCE_TO_EDGE[distance]),
+            quantization_config=quantization,
             optimizers=optimizers,
             wal_enabled=False,
         )
@@ -432,7 +450,11 @@ class EdgeStore:
         if not exact:
             self.optimize()
         shard = self._shard()
-        params = qe.SearchParams(hnsw_ef=self.hnsw_ef or None, exact=exact)
+        # Exact searches read the float vectors only; HNSW rescores its quantized candidates.
+        quantized = qe.QuantizationSearchParams(
+            ignore=exact, rescore=not exact, oversampling=None if exact else self.oversampling
+        )
+        params = qe.SearchParams(hnsw_ef=self.hnsw_ef or None, exact=exact, quantization=quantized)
         edge_filter = to_edge_filter(flt)
         request = qe.QueryBatchRequest(
             [

@@ -33,6 +33,7 @@ from iris.store.base import (
     Filter,
     Hit,
     Payload,
+    Quantization,
     check_collection,
     check_points,
     check_queries,
@@ -97,6 +98,8 @@ def to_qdrant_filter(flt: Filter | None) -> models.Filter | None:
         else:
             condition = models.FieldCondition(key=key, match=models.MatchAny(any=value))
         (must_not if negated else must).append(condition)
+    if flt.ids is not None:
+        must.append(models.HasIdCondition(has_id=sorted(flt.ids)))
     if not must and not must_not:
         return None
     return models.Filter(must=must or None, must_not=must_not or None)
@@ -114,6 +117,10 @@ class ServerStore:
         shards: shards of a collection this store creates (a cluster spreads them over nodes).
         replication_factor: copies of each shard of a collection this store creates.
         write_consistency: copies that must confirm a write (at most ``replication_factor``).
+        quantization: ``int8``: a collection this store creates keeps int8 copies of its
+            vectors in RAM (scalar quantization); HNSW searches rescore ``oversampling`` times
+            ``k`` candidates with the float vectors. Exact searches ignore it.
+        oversampling: candidates per wanted neighbour that an HNSW search rescores.
     """
 
     def __init__(
@@ -129,6 +136,8 @@ class ServerStore:
         shards: int = 1,
         replication_factor: int = 1,
         write_consistency: int = 1,
+        quantization: Quantization = "none",
+        oversampling: float = 2.0,
     ) -> None:
         check_layout(
             shards=shards, replication_factor=replication_factor, write_consistency=write_consistency
@@ -145,6 +154,8 @@ class ServerStore:
         self.shards = shards
         self.replication_factor = replication_factor
         self.write_consistency = write_consistency
+        self.quantization = quantization
+        self.oversampling = oversampling
 
     @classmethod
     def connect(
@@ -159,6 +170,8 @@ class ServerStore:
         shards: int = 1,
         replication_factor: int = 1,
         write_consistency: int = 1,
+        quantization: Quantization = "none",
+        oversampling: float = 2.0,
     ) -> ServerStore:
         """A store on the Qdrant server at ``url`` (``:memory:`` or ``local:PATH`` for local mode).
 
@@ -170,6 +183,7 @@ class ServerStore:
         )
         if url == ":memory:" or url.startswith("local:"):
             return cls.local(url.removeprefix("local:") or ":memory:", collection=collection, **layout)
+        # Local mode searches exhaustively: quantization is a server's.
         if not url.startswith(("http://", "https://")):
             raise StoreError(f"Qdrant URL {url!r} should start with http:// or https:// (or be :memory:)")
         try:
@@ -185,6 +199,8 @@ class ServerStore:
             batch_size=batch_size,
             url=url.rstrip("/"),
             api_key=api_key,
+            quantization=quantization,
+            oversampling=oversampling,
             **layout,
         )
 
@@ -265,6 +281,15 @@ class ServerStore:
             shard_number=self.shards,
             replication_factor=self.replication_factor,
             write_consistency_factor=self.write_consistency,
+            quantization_config=(
+                models.ScalarQuantization(
+                    scalar=models.ScalarQuantizationConfig(
+                        type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+                    )
+                )
+                if self.quantization == "int8"
+                else None
+            ),
         )
         if self.kind == "server":
             # Local mode has no payload indexes (it warns); a server filters faster with them.
@@ -469,8 +494,17 @@ class ServerStore:
             return [[] for _ in range(len(queries))]
         qdrant_filter = to_qdrant_filter(flt)
         # Local mode is always exact and warns about search params; only a server gets them.
+        # Exact searches read the float vectors only; HNSW rescores its quantized candidates.
         params = (
-            models.SearchParams(hnsw_ef=self.hnsw_ef or None, exact=exact) if self.kind == "server" else None
+            models.SearchParams(
+                hnsw_ef=self.hnsw_ef or None,
+                exact=exact,
+                quantization=models.QuantizationSearchParams(
+                    ignore=exact, rescore=not exact, oversampling=None if exact else self.oversampling
+                ),
+            )
+            if self.kind == "server"
+            else None
         )
         out: list[list[Hit]] = []
         for start in range(0, len(queries), _QUERY_BATCH):

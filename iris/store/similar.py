@@ -32,8 +32,13 @@ def similar_filter(
     statuses: tuple[str, ...] = (),
     origins: tuple[str, ...] = (),
     label: int | None = None,
+    ids: frozenset[int] | None = None,
 ) -> Filter | None:
-    """The filter of ``iris similar``'s options (empty options add no condition)."""
+    """The filter of ``iris similar``'s options (empty options add no condition).
+
+    ``statuses`` filter on the payload's status; a status that lives in the tables comes
+    as ``ids`` instead (:func:`iris.statuses.status_filter`).
+    """
     must: dict[str, Any] = {}
     if splits:
         must["split"] = list(splits)
@@ -43,7 +48,7 @@ def similar_filter(
         must["origin"] = list(origins)
     if label is not None:
         must["label"] = int(label)
-    return Filter(must=must) if must else None
+    return Filter(must=must, ids=ids) if must or ids is not None else None
 
 
 def find_similar(

@@ -71,20 +71,27 @@ def test_member_votes_keep_one_column_per_member(workdir: Workdir, store: Vector
     assert votes.height == table.height
 
 
-def test_payload_of_pool_points_is_updated_and_others_untouched(
+def test_the_store_is_only_read_and_the_statuses_come_from_the_table(
     workdir: Workdir, store: VectorStore, pool: SyntheticPool
 ) -> None:
+    from iris import tables
+    from iris.statuses import statuses
+
+    tables.write(pool.images(), workdir.table("images"))
     before = {i: p for i, p, _ in store.retrieve(pool.ids.tolist())}
     pseudolabel(workdir, workdir.settings(), store)
+    # A payload write would move the points out of their HNSW segment (a re-index at 1M).
+    assert {i: p for i, p, _ in store.retrieve(pool.ids.tolist())} == before
     table = pl.read_parquet(workdir.table("pseudolabels"))
-    status = dict(table.select("id", "status").iter_rows())
-    auto = dict(table.select("id", "auto_label").iter_rows())
-    for point_id, payload, _ in store.retrieve(pool.ids.tolist()):
-        if point_id in status:
-            assert payload["status"] == status[point_id]
-            assert payload.get("pseudo_label") == auto[point_id]
-        else:
-            assert payload == before[point_id]  # gt and test points are left as they were
+    current = statuses(workdir)
+    assert current is not None
+    joined = current.join(table.select("id", "status", "auto_label"), on="id", how="left", suffix="_t")
+    pooled = joined.filter(pl.col("status_t").is_not_null())
+    assert pooled.height == table.height
+    assert (pooled["status"] == pooled["status_t"]).all()
+    assert pooled["pseudo_label"].to_list() == pooled["auto_label"].to_list()
+    others = dict(joined.filter(pl.col("status_t").is_null()).select("id", "status").iter_rows())
+    assert others and all(others[i] == before[i]["status"] for i in others)  # gt and test as embed left them
 
 
 def test_without_kmeans_the_ensemble_alone_decides(workdir: Workdir, store: VectorStore) -> None:

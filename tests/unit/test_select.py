@@ -83,7 +83,11 @@ def test_select_before_pseudolabel_names_the_command(workdir: Workdir, store: Ve
         select(workdir, quick(workdir), store)
 
 
-def test_shortlist_and_payload(workdir: Workdir, store: VectorStore, pool: SyntheticPool) -> None:
+def test_shortlist_and_statuses(workdir: Workdir, store: VectorStore, pool: SyntheticPool) -> None:
+    from iris import tables
+    from iris.statuses import status_filter, statuses
+
+    tables.write(pool.images(), workdir.table("images"))
     settings = quick(workdir)
     pseudolabel(workdir, settings, store)
     report = select(workdir, settings, store)
@@ -95,23 +99,34 @@ def test_shortlist_and_payload(workdir: Workdir, store: VectorStore, pool: Synth
     assert report.neighbours > 0
     assert not set(shortlist["id"].to_list()) & set(pool.ids[pool.split != "pool"].tolist())
     neighbours = set(shortlist.filter(pl.col("reason") == "neighbour")["id"].to_list())
-    for point_id, payload, _ in store.retrieve(table["id"].to_list()):
+    current = statuses(workdir)
+    assert current is not None
+    status = dict(current.select("id", "status").iter_rows())
+    for point_id in table["id"].to_list():
         expected = (
             "neighbour" if point_id in neighbours else ("problematic" if point_id in problematic else "auto")
         )
-        assert payload["status"] == expected
+        assert status[point_id] == expected
+    # `iris similar --status neighbour` finds exactly those in the store.
+    flt = status_filter(workdir, ["neighbour"])
+    assert flt is not None and store.ids(flt) == neighbours
 
 
-def test_a_rerun_with_a_budget_leaves_no_stale_neighbours(workdir: Workdir, store: VectorStore) -> None:
+def test_a_rerun_with_a_budget_leaves_no_stale_neighbours(
+    workdir: Workdir, store: VectorStore, pool: SyntheticPool
+) -> None:
+    from iris import tables
+    from iris.statuses import counts
+
+    tables.write(pool.images(), workdir.table("images"))
     pseudolabel(workdir, quick(workdir), store)
     select(workdir, quick(workdir), store)
+    assert (counts(workdir) or {}).get("neighbour", 0) > 0
     report = select(workdir, quick(workdir, budget=5), store)
     assert report.shortlist == 5
     assert report.cut_by_budget > 0
     assert store.count(None) == 500
-    from iris.store.base import Filter
-
-    marked = store.count(Filter(must={"status": "neighbour"}))
+    marked = (counts(workdir) or {}).get("neighbour", 0)
     shortlist = pl.read_parquet(workdir.table("shortlist"))
     assert marked == (shortlist["reason"] == "neighbour").sum()
 
@@ -127,3 +142,38 @@ def test_the_map_is_drawn_by_the_report_not_the_stage(workdir: Workdir, store: V
     assert embedding_map(workdir, settings, store) == png
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
+
+
+def test_unfiltered_neighbourhoods_equal_the_filtered_search(tmp_path) -> None:
+    """Asked unfiltered and refilled where test images crowd a row out, the neighbour lists are
+    exactly those of a search filtered on the split (test images packed round some queries)."""
+    from iris.select import NEIGHBOURHOOD, _neighbourhoods
+    from iris.stagekit import Stopwatch, batched_query
+    from iris.store import EdgeStore
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(400, 8)).astype(np.float32)
+    split = np.array(["pool"] * 300 + ["test"] * 100)
+    # 100 test images sit right next to the first 10 pool images: those rows are crowded.
+    vectors[300:] = np.repeat(vectors[:10], 10, axis=0) + rng.normal(scale=1e-3, size=(100, 8)).astype(
+        np.float32
+    )
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with EdgeStore(tmp_path) as store:
+        store.upsert(np.arange(400), vectors, [{"split": str(s)} for s in split])
+        queries = vectors[:300]
+        got = _neighbourhoods(
+            store,
+            queries,
+            k=6,
+            outside=set(range(300, 400)),
+            share_outside=0.25,
+            batch_size=64,
+            exact=True,
+            watch=Stopwatch(),
+        )
+        want = batched_query(
+            store, queries, k=6, flt=NEIGHBOURHOOD, batch_size=64, exact=True, desc="x", with_payload=False
+        )
+    assert [[h.id for h in row] for row in got] == [[h.id for h in row] for row in want]
+    assert all(len(row) == 6 for row in got)

@@ -223,3 +223,22 @@ def test_embedded_store_reports_one_shard_one_copy(workdir: Workdir) -> None:
         store.upsert([7], np.ones((1, 3), np.float32), [{"split": "gt"}])
         info = describe(store)
     assert (info["shards"], info["replication_factor"], info["write_consistency"]) == (1, 1, 1)
+
+
+def test_the_server_collection_gets_the_settings_quantization(
+    fake_qdrant: FakeQdrant, workdir: Workdir
+) -> None:
+    """`[store] quantization` (int8 by default) reaches the server's create request; `none` sends none."""
+    for value, expected in (
+        ("int8", {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}),
+        ("none", None),
+    ):
+        fake_qdrant.created = None
+        settings = load_settings(
+            workdir.root, environ={"IRIS_QDRANT_URL": fake_qdrant.url, "IRIS_STORE_QUANTIZATION": value}
+        )
+        with open_store(workdir, settings) as store:
+            assert isinstance(store, ServerStore)
+            store.ensure_collection(dim=8)
+        assert fake_qdrant.created is not None
+        assert fake_qdrant.created.get("quantization_config") == expected

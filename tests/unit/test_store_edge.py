@@ -179,3 +179,38 @@ def test_set_payload_skips_writes_that_change_nothing(tmp_path: Path) -> None:
         got = {i: p for i, p, _ in store.retrieve([1, 2, 3, 4])}
     assert got[1]["label"] is True and got[2]["label"] == 1
     assert [got[i]["status"] for i in (1, 2, 3, 4)] == ["auto", "auto", "neighbour", "auto"]
+
+
+def test_int8_quantization_is_in_the_shard_and_exact_search_reads_the_floats(tmp_path: Path) -> None:
+    """An int8 store keeps the quantization in its config; exact hits equal a float store's,
+    with float scores, and its HNSW hits, rescored, find the true nearest of each query."""
+    import json
+
+    ids, vectors, payloads = _points(n=3000, dim=32)
+    stores = {q: EdgeStore(tmp_path / q, quantization=q, indexing_threshold_kb=10) for q in ("int8", "none")}
+    for store in stores.values():
+        store.upsert(ids, vectors, payloads)
+    config = json.loads((stores["int8"].path / "edge_config.json").read_text())
+    assert "scalar" in json.dumps(config.get("quantization_config")).lower()
+    assert not json.loads((stores["none"].path / "edge_config.json").read_text()).get("quantization_config")
+    queries = vectors[:50]
+    exact = {q: s.query_batch(queries, k=5, exact=True) for q, s in stores.items()}
+    assert [[h.id for h in row] for row in exact["int8"]] == [[h.id for h in row] for row in exact["none"]]
+    truth = vectors[:50] @ vectors.T
+    for row, hits in enumerate(exact["int8"]):
+        assert hits[0].score == pytest.approx(float(truth[row].max()), abs=1e-5)  # a float score, not int8
+    approximate = stores["int8"].query_batch(queries, k=5)
+    assert sum(hits[0].id == ids[row] for row, hits in enumerate(approximate)) >= 49
+    for store in stores.values():
+        store.close()
+
+
+def test_exact_searches_give_way_to_hnsw_past_the_limit(tmp_path: Path) -> None:
+    from iris.stagekit import exact_search
+
+    ids, vectors, payloads = _points(n=100)
+    with EdgeStore(tmp_path) as store:
+        store.upsert(ids, vectors, payloads)
+        assert exact_search(store, True, 100) and exact_search(store, True, 0)
+        assert not exact_search(store, True, 99)
+        assert not exact_search(store, False, 1000)  # HNSW asked for: HNSW at any size
