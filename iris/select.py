@@ -149,30 +149,24 @@ def _neighbourhoods(
     Rows left with fewer than ``k`` (test images crowded them out) are asked again with the
     filter, so the result is the filtered search's.
     """
-    if not outside:
+
+    def ask(queries: npt.NDArray[np.float32], n: int, flt: Filter | None, desc: str) -> list[list[Hit]]:
         return batched_query(
             store,
-            vectors,
-            k=k,
-            flt=None,
+            queries,
+            k=n,
+            flt=flt,
             batch_size=batch_size,
             exact=exact,
-            desc="neighbours",
+            desc=desc,
             watch=watch,
             with_payload=False,
         )
+
+    if not outside:
+        return ask(vectors, k, None, "neighbours")
     extra = max(2, math.ceil(k * share_outside * 3))
-    hits = batched_query(
-        store,
-        vectors,
-        k=k + extra,
-        flt=None,
-        batch_size=batch_size,
-        exact=exact,
-        desc="neighbours",
-        watch=watch,
-        with_payload=False,
-    )
+    hits = ask(vectors, k + extra, None, "neighbours")
     kept = [[h for h in row if h.id not in outside][:k] for row in hits]
     short = [
         r
@@ -180,17 +174,7 @@ def _neighbourhoods(
         if len(row) < k and len(full) == k + extra
     ]
     if short:
-        again = batched_query(
-            store,
-            vectors[short],
-            k=k,
-            flt=NEIGHBOURHOOD,
-            batch_size=batch_size,
-            exact=exact,
-            desc="neighbours (crowded by test images)",
-            watch=watch,
-            with_payload=False,
-        )
+        again = ask(vectors[short], k, NEIGHBOURHOOD, "neighbours (crowded by test images)")
         for r, row in zip(short, again, strict=True):
             kept[r] = row
     return kept
