@@ -159,7 +159,9 @@ def pseudolabel(workdir: Workdir, settings: Settings, store: VectorStore) -> Pse
     _write_member_votes(workdir, ids, [m.name for m in members], votes.member_labels)
 
     with watch.phase("estimate"):
-        estimate = _estimate(store, points, vectors, labeled_rows, clustered_rows, settings, distance, watch)
+        estimate = _estimate(
+            store, points, vectors, labeled_rows, clustered_rows, settings, distance, watch, exact=exact
+        )
 
     n_auto = int((status == AUTO).sum())
     n_pool = len(pool_rows)
@@ -198,6 +200,8 @@ def _estimate(
     settings: Settings,
     distance: Distance,
     watch: Stopwatch,
+    *,
+    exact: bool,
 ) -> Estimate | None:
     s = settings.pseudolabel
     if s.estimate_folds == 0:
@@ -215,7 +219,7 @@ def _estimate(
         k=k_max + 1,
         flt=LABELED,
         batch_size=s.batch_size,
-        exact=exact_search(store, s.exact, settings.store.exact_max_points),
+        exact=exact,
         desc="leave-one-out",
         watch=watch,
     )
