@@ -39,7 +39,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,9 @@ N_GT = 200
 PCA_DIMS = 50
 SWEEP = (0.10, 0.40)
 """Shares at which random, least-certain and seed are also run for the curve."""
+SEED_OVERLAP = 3
+"""The whole pool is also bought at the seed's overlap, the customary campaign (``[crowd] overlap``
+is 5 now; both rows are printed)."""
 LABELER = "knn+probe"
 """``knn``: the kNN ensemble alone; ``knn+probe``: averaged with a logistic regression (``--labeler``)."""
 
@@ -127,6 +132,58 @@ def load_task(name: str, seed: int) -> Task:
         probe_train=(z / scale).astype(np.float32),
         test_x=(tz / scale).astype(np.float32),
         test_y=(ty[tkeep] == positive).astype(np.int64),
+    )
+
+
+def load_workdir_task(root: Path) -> Task:
+    """The task of one ``iris demo`` (or ``iris run`` on the simulated crowd) work folder: its
+    fine-tuned vectors from the store, its ground truth, the answer key its virtual people
+    knew, and the difficulty they were given (``crowd/simulated/difficulty.parquet``). The
+    probe and its test score run on the same unit vectors.
+
+    Raises:
+        InputError: the folder has no store, answer key or difficulty table.
+    """
+    from iris import tables
+    from iris.config import load_settings
+    from iris.crowd.backends.simulated.truth import read_answer_key
+    from iris.errors import InputError
+    from iris.store import open_store
+    from iris.workdir import Workdir
+
+    settings = load_settings(root, environ={})
+    difficulty_path = root / "crowd" / "simulated" / "difficulty.parquet"
+    if not settings.crowd.answer_key or not difficulty_path.is_file():
+        raise InputError(f"--workdirs: {root} has no simulated crowd (answer key and {difficulty_path})")
+    with open_store(Workdir(root), settings) as store:
+        exported = store.export()
+    images = tables.read(Workdir(root).table("images"), tables.IMAGES)
+    images = images.select("id", "source", "split", "label")
+    key = read_answer_key(Path(settings.crowd.answer_key), task=settings.task)
+    frame = (
+        pl.DataFrame({"id": exported.ids})
+        .with_row_index("row")
+        .join(images, on="id")
+        .join(key.select("source", truth="label"), on="source", how="left")
+        .with_columns(truth=pl.coalesce("truth", "label").cast(pl.Int64))
+        .join(pl.read_parquet(difficulty_path), on="id", how="left")
+    )
+    if frame["truth"].null_count():
+        missing = frame["truth"].null_count()
+        raise InputError(f"--workdirs: {missing} images of {root} are not in the answer key")
+    unit = exported.vectors / np.linalg.norm(exported.vectors, axis=1, keepdims=True)
+    train = frame.filter(pl.col("split") != "test").sort(pl.col("split") != "gt", "id")  # gt first
+    test = frame.filter(pl.col("split") == "test")
+    x = unit[train["row"].to_numpy()].astype(np.float32)
+    return Task(
+        name=f"{root.name} (fine-tuned)",
+        vectors=x,
+        truth=train["truth"].to_numpy(),
+        is_gt=(train["split"] == "gt").to_numpy(),
+        difficulty=train["difficulty"].fill_null(0.3).to_numpy(),
+        probe_train=x,
+        test_x=unit[test["row"].to_numpy()].astype(np.float32),
+        test_y=test["truth"].to_numpy(),
     )
 
 
@@ -208,10 +265,15 @@ class Purchase:
     workers: int
 
 
-def buy(task: Task, rows: npt.NDArray[np.int64], *, seed: int, root: Path) -> Purchase:
-    """One simulated campaign on ``rows``, aggregated by Dawid-Skene."""
+def buy(
+    task: Task, rows: npt.NDArray[np.int64], *, seed: int, root: Path, overlap: int | None = None
+) -> Purchase:
+    """One simulated campaign on ``rows`` (``overlap`` answers each; default ``[crowd] overlap``),
+    aggregated by Dawid-Skene."""
     settings = Settings()
     spec = dataclasses.replace(CampaignSpec.from_settings(settings), seed=seed)
+    if overlap is not None:
+        spec = dataclasses.replace(spec, overlap=overlap)
     gt_rows = np.flatnonzero(task.is_gt)
     images = pl.DataFrame(
         {
@@ -315,7 +377,16 @@ def finish(task: Task, state: State, name: str, **extra: object) -> Outcome:
     )
 
 
-def one_shot(task: Task, name: str, share: float | None, *, seed: int, root: Path, label: str) -> Outcome:
+def one_shot(
+    task: Task,
+    name: str,
+    share: float | None,
+    *,
+    seed: int,
+    root: Path,
+    label: str,
+    overlap: int | None = None,
+) -> Outcome:
     state = State.start(task)
     auto = auto_labels(task, state.labeled, state.labels, state.confidence)
     status = seed_status(task, auto, state.labeled, state.labels) if name == "seed" else None
@@ -330,7 +401,7 @@ def one_shot(task: Task, name: str, share: float | None, *, seed: int, root: Pat
     n = None if share is None else round(share * task.pool)
     rows = pick(name, cand, n=n, rng=np.random.default_rng([seed, 1]))
     if len(rows):
-        state.add(rows, buy(task, rows, seed=seed * 1000, root=root))
+        state.add(rows, buy(task, rows, seed=seed * 1000, root=root, overlap=overlap))
     return finish(task, state, label, asked=share)
 
 
@@ -394,7 +465,18 @@ def run_task(task: Task, seed: int, r: RoundsSettings, *, sweep: bool) -> list[O
         for name in ("random", "least-certain", "seed"):
             outs.append(one_shot(task, name, s, seed=seed, root=root, label=f"{name} @ iris spend"))
         outs.append(one_shot(task, "seed", None, seed=seed, root=root, label="seed (whole shortlist)"))
-        outs.append(one_shot(task, "whole-pool", None, seed=seed, root=root, label="whole pool"))
+        for overlap in sorted({SEED_OVERLAP, Settings().crowd.overlap}):
+            outs.append(
+                one_shot(
+                    task,
+                    "whole-pool",
+                    None,
+                    seed=seed,
+                    root=root,
+                    label=f"whole pool, overlap {overlap}",
+                    overlap=overlap,
+                )
+            )
         outs.append(one_shot(task, "none", None, seed=seed, root=root, label="no crowd"))
         if sweep:
             for name in ("random", "least-certain", "seed"):
@@ -423,6 +505,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--no-sweep", action="store_true", help="skip the curve's extra budgets")
     parser.add_argument("--png", type=Path, default=Path("benchmarks/label_efficiency.png"))
+    parser.add_argument(
+        "--workdirs",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="instead of --pairs: `iris demo` work folders (one per seed), whose fine-tuned vectors "
+        "and ground truth the strategies run on (no sweep)",
+    )
     for f in dataclasses.fields(RoundsSettings):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
     args = parser.parse_args(argv)
@@ -440,17 +530,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rounds: {r}; labeler {LABELER}", flush=True)
     panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     coverage: list[bool] = []
-    for pair in args.pairs:
+    runs: dict[str, list[tuple[int, Callable[[], Task]]]] = (
+        {
+            "tshirt-shirt, fine-tuned": [
+                (i, partial(load_workdir_task, w)) for i, w in enumerate(args.workdirs)
+            ]
+        }
+        if args.workdirs
+        else {pair: [(seed, partial(load_task, pair, seed)) for seed in args.seeds] for pair in args.pairs}
+    )
+    sweep = not args.no_sweep and not args.workdirs
+    for pair, tasks in runs.items():
         rows: dict[str, list[Outcome]] = defaultdict(list)
         ceilings = []
         started = time.perf_counter()
-        for seed in args.seeds:
-            task = load_task(pair, seed)
+        for seed, load in tasks:
+            task = load()
             ceilings.append(ceiling(task))
-            for out in run_task(task, seed, r, sweep=not args.no_sweep):
+            for out in run_task(task, seed, r, sweep=sweep):
                 rows[out.strategy].append(out)
             print(f"  {pair} seed {seed}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-        print(f"\n### {pair} ({len(args.seeds)} seeds, {task.pool} pool images, {N_GT} ground truth)\n")
+        n_gt = int(task.is_gt.sum())
+        print(f"\n### {pair} ({len(tasks)} seeds, {task.pool} pool images, {n_gt} ground truth)\n")
         print("| strategy | crowd share | cost | rounds | final labels correct | test accuracy (probe) |")
         print("|---|---|---|---|---|---|")
         for name, outs in rows.items():
@@ -486,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
                     float(np.std([o.label_accuracy for o in v])),
                 )
                 for v in by_share.values()
-                if len(v) == len(args.seeds)
+                if len(v) == len(tasks)
             ]
         steps = min(len(o.curve) for o in ours)
         curves["iris rounds"] = [
@@ -497,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for i in range(steps)
         ]
-        for name in ("seed (whole shortlist)", "whole pool", "no crowd"):
+        for name in [n for n in rows if n.startswith(("seed (whole", "whole pool", "no crowd"))]:
             v = rows[name]
             curves[name] = [
                 (

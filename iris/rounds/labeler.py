@@ -24,8 +24,10 @@ from iris.errors import InputError
 from iris.neighbours import Neighbours, vote
 from iris.pseudolabel.members import Member
 
-PROBE_C = 1.0
-"""Inverse regularisation of the probe (scikit-learn's ``C``)."""
+PROBE_C = 10.0
+"""Inverse regularisation of the probe (scikit-learn's ``C``). 10 against 1: +0.4 points of
+final-label accuracy on the demo's fine-tuned vectors (unit rows of 1,280 dimensions, where 1 is
+too strong); on the benchmark's 50-d PCA vectors it changes little either way."""
 
 
 @dataclass(frozen=True)

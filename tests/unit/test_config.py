@@ -66,7 +66,7 @@ def test_init_writes_a_file_that_reads_back_as_the_defaults(tmp_path: Path) -> N
     assert load_settings(work.root, environ={}) == Settings()
     lines = work.config.read_text().splitlines()
     # What a key allows is written beside it, where it says more than the type.
-    assert "overlap = 3  # an integer >= 1" in lines
+    assert "overlap = 5  # an integer >= 1" in lines
     assert 'kind = "edge"  # one of edge, server' in lines
     assert "use_kmeans = true" in lines and 'api_key = ""' in lines
 
@@ -391,8 +391,8 @@ def test_unknown_names_in_the_file_are_refused_with_the_nearest(
 
 def test_a_misspelt_variable_is_warned_with_the_nearest_key() -> None:
     with pytest.warns(ConfigWarning) as caught:
-        settings = load_settings(None, environ={"IRIS_CROWD_OVERLP": "5"})
-    assert settings.crowd.overlap == 3
+        settings = load_settings(None, environ={"IRIS_CROWD_OVERLP": "7"})
+    assert settings.crowd.overlap == Settings().crowd.overlap != 7  # the misspelt one is not read
     assert [str(w.message) for w in caught] == [
         "IRIS_CROWD_OVERLP is not an iris setting and is ignored; "
         "the nearest is IRIS_CROWD_OVERLAP (crowd.overlap)"

@@ -224,7 +224,8 @@ def test_other_settings_refuse_to_resume_until_restart(tmp_path: Path) -> None:
 def test_plan_changes_nothing(tmp_path: Path) -> None:
     wd, settings, _ = make_workdir(tmp_path / "work", n_tasks=40)
     plan = campaign.plan(wd, settings)
-    assert (plan.tasks, plan.pages, plan.answers) == (40, 14, 120)  # ceil(120 / 9)
+    assert settings.crowd.overlap == 5
+    assert (plan.tasks, plan.pages, plan.answers) == (40, 23, 200)  # ceil(200 / 9)
     assert plan.honeypots == N_GT - 50
     assert not any(wd.crowd.iterdir())
 

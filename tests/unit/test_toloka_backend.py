@@ -509,7 +509,7 @@ def test_objects_are_what_toloka_expects(tmp_path: Path, settings: Settings) -> 
         "mix_tasks_in_creation_order": True,
         "shuffle_tasks_in_task_suite": True,
     }
-    assert main["defaults"] == {"default_overlap_for_new_task_suites": 3, "default_overlap_for_new_tasks": 3}
+    assert main["defaults"] == {"default_overlap_for_new_task_suites": 5, "default_overlap_for_new_tasks": 5}
     assert main["filter"] == {
         "and": [{"or": [{"category": "skill", "key": "s1", "operator": "GTE", "value": 80}]}]
     }
@@ -539,7 +539,7 @@ def test_objects_are_what_toloka_expects(tmp_path: Path, settings: Settings) -> 
         {"key": "total_answers_count", "operator": "GTE", "value": 5},
         {"key": "golden_set_correct_answers_rate", "operator": "LT", "value": 60.0},
     ]
-    assert configs[2]["collector_config"]["parameters"] == {"answer_threshold": 2, "history_size": 20}
+    assert configs[2]["collector_config"]["parameters"] == {"answer_threshold": 3, "history_size": 20}  # of 5
     assert configs[3]["rules"][0]["action"] == {
         "type": "CHANGE_OVERLAP",
         "parameters": {"delta": 1, "open_pool": True},
