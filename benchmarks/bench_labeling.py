@@ -4,20 +4,23 @@ On Fashion-MNIST pairs (200 ground-truth labels, 100 a class; the rest of the 12
 images is the pool; the 2,000 test images score a linear probe), every strategy buys from
 the **same simulated crowd**: iris's own engine (:func:`iris.crowd.backends.simulated.simulate`,
 Toloka's rules, default ``[crowd]`` population: 60 people a cohort, 20% spammers, 10% fast
-clickers, overlap 3, pages of 49 + 1 honeypot; a fresh cohort seed per campaign), with the
-per-image difficulty of :mod:`iris.crowd.difficulty` (a cross-fitted logistic regression on
-raw pixels against the answer key: nothing iris sees), aggregated by Dawid-Skene with the
-honeypots as gold (:func:`iris.crowd.aggregation.aggregate`).
+clickers, overlap 5 (the whole pool also at 3), pages of 49 + 1 honeypot; a fresh cohort
+seed per campaign), with the per-image difficulty of :mod:`iris.crowd.difficulty` (a
+cross-fitted logistic regression on raw pixels against the answer key: nothing iris sees),
+aggregated by Dawid-Skene with the honeypots as gold (:func:`iris.crowd.aggregation.aggregate`).
 
 Vectors: PCA (50 components) of the raw pixels, unit rows — cheap, so the benchmark runs in
-minutes on 2 cores (the demo's fine-tuned embedder is better and slower). Automatic labels:
+minutes on 2 cores. ``--workdirs`` runs the same strategies on the fine-tuned vectors of
+``iris demo`` work folders instead (one per seed: their store, ground truth, answer key and
+the difficulty their crowd had), with the probe on those vectors. Automatic labels:
 the repo's kNN ensemble core (:func:`iris.neighbours.vote` for each member of the default
 ``[pseudolabel]`` ensemble) over every label known so far, averaged (``--labeler knn+probe``,
-the default) with a logistic regression on the PCA features fitted on those labels weighted by
+the default) with a logistic regression on the features fitted on those labels weighted by
 their confidence — the classifier as a labeler, as issue 10 suggests; ``--labeler knn`` is the
 ensemble alone. The label is ``p > 0.5``, its certainty ``|2·p − 1|``. The seed's strategy
 also needs the consensus status (:func:`iris.pseudolabel.knn.ensemble_vote`, seeded KMeans,
 :func:`consensus`). Images not bought take their automatic label: that is the final label set.
+A bound row runs the same rounds with every bought label replaced by the truth.
 
 Strategies (:mod:`iris.rounds.strategies`): ``iris`` rounds (``[rounds]`` defaults: a round
 buys ``round_size`` of the pool by ``iris``'s pick plus an ``audit_share`` uniform audit,
@@ -29,6 +32,7 @@ regression on the final labels, and the ceiling (the same probe on the answer ke
 
     python benchmarks/bench_labeling.py                      # 2 pairs × 3 seeds, table + PNG
     python benchmarks/bench_labeling.py --pairs tshirt-shirt --seeds 0 --no-sweep   # quick
+    python benchmarks/bench_labeling.py --workdirs /tmp/demo0/work /tmp/demo1/work   # fine-tuned
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ N_GT = 200
 PCA_DIMS = 50
 SWEEP = (0.10, 0.40)
 """Shares at which random, least-certain and seed are also run for the curve."""
+PERFECT = "bound: iris rounds, every bought label right"
 SEED_OVERLAP = 3
 """The whole pool is also bought at the seed's overlap, the customary campaign (``[crowd] overlap``
 is 5 now; both rows are printed)."""
@@ -405,7 +410,11 @@ def one_shot(
     return finish(task, state, label, asked=share)
 
 
-def iris_rounds(task: Task, r: RoundsSettings, *, seed: int, root: Path) -> Outcome:
+def iris_rounds(
+    task: Task, r: RoundsSettings, *, seed: int, root: Path, perfect: bool = False, name: str = "iris rounds"
+) -> Outcome:
+    """The rounds; ``perfect``: every bought label is replaced by the truth (confidence 1), a
+    bound on what any crowd could give these rounds with this labeler."""
     state = State.start(task)
     rng = np.random.default_rng([seed, 2])
     round_n, audit_n = round(r.round_size * task.pool), round(r.audit_share * task.pool)
@@ -424,6 +433,9 @@ def iris_rounds(task: Task, r: RoundsSettings, *, seed: int, root: Path) -> Outc
         audit = audit_sample(still_auto, n=audit_n, rng=rng)
         rows = np.concatenate([picks, audit])
         got = buy(task, rows, seed=seed * 1000 + index + 1, root=root)
+        if perfect:
+            got.labels = {i: int(task.truth[i]) for i in got.labels}
+            got.confidence = dict.fromkeys(got.labels, 1.0)
         state.add(rows, got)
         done = np.array([a for a in audit.tolist() if a in got.labels], dtype=np.int64)
         est = audit_estimate(
@@ -451,7 +463,7 @@ def iris_rounds(task: Task, r: RoundsSettings, *, seed: int, root: Path) -> Outc
         if decision.stop:
             reason = decision.reason or ""
             break
-    out = finish(task, state, "iris rounds", rounds=state.campaigns, audits=audits, stop=reason)
+    out = finish(task, state, name, rounds=state.campaigns, audits=audits, stop=reason)
     out.curve = [*curve, (out.share, out.label_accuracy)]
     return out
 
@@ -462,6 +474,7 @@ def run_task(task: Task, seed: int, r: RoundsSettings, *, sweep: bool) -> list[O
         ours = iris_rounds(task, r, seed=seed, root=root)
         s = ours.share
         outs = [ours]
+        outs.append(iris_rounds(task, r, seed=seed, root=root, perfect=True, name=PERFECT))
         for name in ("random", "least-certain", "seed"):
             outs.append(one_shot(task, name, s, seed=seed, root=root, label=f"{name} @ iris spend"))
         outs.append(one_shot(task, "seed", None, seed=seed, root=root, label="seed (whole shortlist)"))
