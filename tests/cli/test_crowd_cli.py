@@ -68,7 +68,7 @@ def run(wd: Workdir, *args: str) -> str:
 def test_plan_launch_status_collect_aggregate_report(work: Workdir, tmp_path: Path) -> None:
     key = str(tmp_path / "answer_key.csv")
     plan = json.loads(run(work, "crowd", "plan", "--answer-key", key, "--json"))
-    assert (plan["tasks"], plan["pages"], plan["honeypots"]) == (60, 20, 20)
+    assert (plan["tasks"], plan["pages"], plan["honeypots"]) == (60, 34, 20)  # ceil(60 · 5 / 9)
     assert "pages" in run(work, "crowd", "plan", "--answer-key", key)
 
     launched = run(work, "crowd", "launch", "--answer-key", key)

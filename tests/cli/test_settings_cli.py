@@ -21,7 +21,7 @@ BAD = [
     ("store", "hnsw_ef = 0", "hnsw_ef = -5", "store.hnsw_ef"),
     ("pseudolabel", "quorum = 0.8", "quorum = 1.5", "pseudolabel.quorum"),
     ("select", "budget = 0", "budget = -1", "select.budget"),
-    ("crowd", "overlap = 3", "overlap = 2.9", "crowd.overlap"),
+    ("crowd", "overlap = 5", "overlap = 2.9", "crowd.overlap"),
     ("rounds", "max_rounds = 6", "max_rounds = 0", "rounds.max_rounds"),
     ("aggregate", 'method = "dawid-skene"', 'method = "dawid_skene"', "aggregate.method"),
     ("propagate", "folds = 5", "folds = 1", "propagate.folds"),
@@ -100,7 +100,7 @@ def test_a_misspelt_variable_is_one_warning_line(tmp_path: Path) -> None:
 
 def test_python_m_iris_run_exits_2_with_the_key(tmp_path: Path) -> None:
     """The real entry point, in a fresh interpreter (the same path a user's shell takes)."""
-    root = workdir_with(tmp_path, "crowd", "overlap = 3", "overlap = 2.9")
+    root = workdir_with(tmp_path, "crowd", "overlap = 5", "overlap = 2.9")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     done = subprocess.run(
         [sys.executable, "-m", "iris", "-w", str(root), "run"],
